@@ -1,0 +1,215 @@
+"""`assetline ...`: run assets now, verify outputs, manage models, run the demo.
+
+Exit codes: 0 all done, 1 some asset (or check) failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+from assetline import prefect_env
+
+prefect_env.configure()
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from assetline import __version__, models  # noqa: E402
+from assetline.errors import AssetlineError, RecipeError  # noqa: E402
+
+app = typer.Typer(
+    name="assetline",
+    help="Event-driven asset pipeline: cutouts, upscales, transcripts, subtitles, with provenance.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List, fetch (pinned, hash-checked) and verify models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _usage_error(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(EXIT_USAGE)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"assetline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """assetline: post-production assets in, verified outputs out."""
+
+
+@app.command()
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders (searched recursively).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output root.")] = Path("out"),
+    recipe: Annotated[Optional[Path], typer.Option("--recipe", "-r", help="Recipe YAML (default: built-in, see configs/default.yaml).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override one recipe value: key.path=value.")] = None,
+) -> None:
+    """Process files and folders now; prints a table of outputs."""
+    from assetline.config import load_recipe
+
+    try:
+        settings = load_recipe(recipe, set_ or [])
+    except RecipeError as exc:
+        raise _usage_error(exc.line()) from None
+    results = _run_with_progress(paths, out_dir, settings)
+    _print_results(results)
+    raise typer.Exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
+
+
+def _run_with_progress(paths: list[Path], out_dir: Path, settings) -> list:
+    from assetline.flows.batch import run_batch
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        bar = progress.add_task("assets", total=None)
+
+        def on_result(result) -> None:
+            progress.advance(bar)
+            if result.status == "failed":
+                progress.console.print(f"[red]failed[/red] {result.source}: {result.message}", highlight=False)
+
+        return run_batch(paths, out_dir, settings, on_result=on_result, on_plan=lambda n: progress.update(bar, total=n))
+
+
+def _print_results(results: list) -> None:
+    table = Table(title="assetline run", show_lines=False)
+    for col in ("asset", "status", "outputs", "time"):
+        table.add_column(col, overflow="fold")
+    style = {"done": "green", "skipped": "cyan", "failed": "red"}
+    for r in results:
+        where = r.message if r.status == "failed" else (
+            "\n".join(str(Path(r.out_dir) / name) for name in r.outputs) if r.outputs else r.message
+        )
+        table.add_row(Path(r.source).name, f"[{style[r.status]}]{r.status}[/]", where, f"{r.seconds:.1f}s")
+    out.print(table)
+    counts = {s: sum(r.status == s for r in results) for s in style}
+    out.print(f"{counts['done']} done, {counts['skipped']} up to date, {counts['failed']} failed")
+
+
+@app.command()
+def verify(
+    paths: Annotated[list[Path], typer.Argument(help="Outputs, sidecars or output folders.")],
+) -> None:
+    """Check outputs against their provenance sidecars; exit 0 only if all hold."""
+    from assetline.provenance import verify_paths
+
+    verdicts = verify_paths(paths)
+    failed = [v for v in verdicts if not v.ok]
+    for v in verdicts:
+        if v.ok:
+            out.print(f"[green]ok[/green]     {v.output}", highlight=False)
+        else:
+            for problem in v.problems:
+                out.print(f"[red]FAILED[/red] {v.output}: {problem}", highlight=False)
+    if not verdicts:
+        raise _usage_error("nothing to verify: no outputs found")
+    out.print(f"{len(verdicts) - len(failed)} of {len(verdicts)} outputs verified")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every registered model: use, size, and whether the cache holds it intact."""
+    table = Table(title=f"models in {models.cache_root()}")
+    for col in ("name", "use", "size", "state"):
+        table.add_column(col)
+    colour = {"present": "green", "missing": "yellow", "corrupt": "red"}
+    for spec in models.REGISTRY.values():
+        state = models.status(spec)
+        table.add_row(spec.name, spec.use, f"{spec.size / 1e6:.1f} MB", f"[{colour[state]}]{state}[/]")
+    out.print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Models to fetch (default: all).")] = None,
+    from_dir: Annotated[Optional[list[Path]], typer.Option("--from", help="A folder holding model files, tried first.")] = None,
+) -> None:
+    """Fetch missing or corrupt models from their pinned sources and check every hash."""
+    try:
+        for name in names or []:
+            models.get_spec(name)
+        outcome = models.pull(
+            names or None,
+            extra_sources=[models.FolderSource(d) for d in from_dir or []],
+            report=lambda name, msg: err.print(f"{name}: {msg}", highlight=False),
+        )
+    except AssetlineError as exc:
+        err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    fetched = sum(v != "present" for v in outcome.values())
+    out.print(f"{len(outcome)} models ready in {models.cache_root()} ({fetched} fetched)")
+
+
+@models_app.command("verify")
+def models_verify() -> None:
+    """Re-hash every model in the cache; exit 1 if any is missing or corrupt."""
+    bad = 0
+    for spec in models.REGISTRY.values():
+        state = models.status(spec)
+        ok = state == "present"
+        bad += not ok
+        out.print(f"{'[green]ok[/green]    ' if ok else '[red]' + state + '[/red]'} {spec.name}", highlight=False)
+    if bad:
+        out.print("run `assetline models pull` to fetch them")
+    raise typer.Exit(EXIT_FAILED if bad else EXIT_OK)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output root.")] = Path("out"),
+    inputs: Annotated[Path, typer.Option("--inputs", help="Where the demo inputs are written.")] = Path("demo-inputs"),
+    port: Annotated[int, typer.Option("--port", help="Port for the local Prefect server.")] = 4200,
+    keep_ui: Annotated[Optional[bool], typer.Option("--keep-ui/--no-keep-ui", help="Keep the Prefect UI up until Ctrl-C (default: when interactive).")] = None,
+) -> None:
+    """Make demo assets from photos shipped offline, run them, and show where everything is."""
+    from assetline.config import load_recipe
+    from assetline.demo import make_demo_inputs
+    from assetline.server import prefect_server
+
+    made = make_demo_inputs(inputs)
+    out.print(f"demo inputs: {len(made)} files in {inputs}/")
+    with prefect_server(port) as ui_url:
+        if ui_url:
+            out.print(f"Prefect UI: {ui_url}")
+        results = _run_with_progress([inputs], out_dir, load_recipe(None))
+        _print_results(results)
+        out.print(f"outputs: {out_dir.resolve()}  (check them: assetline verify {out_dir})")
+        if ui_url:
+            out.print(f"Prefect UI: {ui_url}/runs")
+            if keep_ui if keep_ui is not None else sys.stdin.isatty():
+                out.print("the UI stays up until Ctrl-C")
+                _wait_for_interrupt()
+    raise typer.Exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
+
+
+def _wait_for_interrupt() -> None:
+    import time
+
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    app()

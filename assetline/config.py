@@ -1,0 +1,161 @@
+"""Recipes: what assetline does to each kind of asset, validated before any work starts.
+
+A recipe is YAML; `configs/default.yaml` documents the defaults, which are the
+field defaults below. `--recipe FILE` replaces them, `--set a.b=value` changes
+one value. Unknown keys and bad values are a `RecipeError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from assetline.errors import RecipeError
+
+Device = Literal["cpu", "cuda", "auto"]
+
+
+def _model_of_family(name: str, family: str) -> str:
+    from assetline.models import REGISTRY
+
+    known = sorted(n for n, spec in REGISTRY.items() if spec.family == family)
+    if name not in known:
+        raise ValueError(f"unknown model {name!r} (known: {', '.join(known)})")
+    return name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RemoveBackgroundOptions(_Strict):
+    enabled: bool = True
+    model: str = "u2netp"
+    alpha_matting: bool = False
+    alpha_matting_foreground_threshold: int = Field(240, ge=0, le=255)
+    alpha_matting_background_threshold: int = Field(10, ge=0, le=255)
+    alpha_matting_erode_size: int = Field(10, ge=0, le=100)
+    decontaminate: bool = False
+    post_process_mask: bool = False
+    mask_only: bool = False
+    background: str | None = None  # "#rrggbb": a solid colour instead of transparency
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        return _model_of_family(v, "rembg")
+
+    @field_validator("background")
+    @classmethod
+    def _hex_colour(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"#[0-9a-fA-F]{6}", v):
+            raise ValueError("must be a colour like '#ffffff'")
+        return v.lower() if v else v
+
+
+class UpscaleOptions(_Strict):
+    enabled: bool = True
+    method: Literal["realesrgan", "lanczos"] = "realesrgan"
+    model: str = "realesr-animevideov3"
+    scale: Literal[2, 3, 4] = 2
+    tile: int = Field(256, ge=32, le=2048)
+    tile_overlap: int = Field(16, ge=0, le=128)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        return _model_of_family(v, "realesrgan")
+
+
+class ImageRecipe(_Strict):
+    device: Device = "cpu"
+    max_pixels: int = Field(100_000_000, ge=1)  # input guard against decompression bombs
+    max_output_pixels: int = Field(400_000_000, ge=1)
+    remove_background: RemoveBackgroundOptions = RemoveBackgroundOptions()
+    upscale: UpscaleOptions = UpscaleOptions()
+
+
+class RunOptions(_Strict):
+    concurrency: int = Field(2, ge=1, le=64)  # assets in flight at once
+    follow_symlinks: bool = False  # symlinks inside input folders are never followed out of them
+
+
+class Recipe(_Strict):
+    run: RunOptions = RunOptions()
+    image: ImageRecipe = ImageRecipe()
+
+    def section_sha256(self, kind: str) -> str:
+        """Digest of the part of the recipe that shapes one kind's outputs.
+
+        Changing an image setting reprocesses images, not footage; `run`
+        settings (concurrency) change no output and are left out.
+        """
+        section = getattr(self, kind).model_dump(mode="json")
+        canonical = json.dumps({"kind": kind, kind: section}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise RecipeError("--set", f"{dotted}: '{key}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """`key.path=value`, the value read as YAML (so `true`, `4`, `"#fff"` keep their types)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+        raise RecipeError("--set", f"expected key.path=value, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _format_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def load_recipe(path: Path | None = None, sets: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe file (or `$ASSETLINE_RECIPE`, or the defaults) and apply `--set` overrides."""
+    source: Path | None = path or (Path(os.environ["ASSETLINE_RECIPE"]) if os.environ.get("ASSETLINE_RECIPE") else None)
+    data: dict = {}
+    if source is not None:
+        try:
+            loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise RecipeError(source, f"cannot read recipe: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise RecipeError(source, f"not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise RecipeError(source, "a recipe must be a mapping of sections")
+        data = loaded or {}
+    for item in sets:
+        key, value = parse_set(item)
+        _set_dotted(data, key, value)
+    return recipe_from_dict(data, subject=source or "recipe")
+
+
+def recipe_from_dict(data: dict, subject: str | Path = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(subject, _format_validation(exc)) from None

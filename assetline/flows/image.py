@@ -1,0 +1,99 @@
+"""The image flow: a still arrives; its subject is cut out, then upscaled.
+
+Trigger: `assetline run`, the inbox watcher, or the Prefect UI, with the
+path of one still. Produces, under `OUT/<stem>-<sha8>/`:
+  cutout.png    RGBA, the input's size (rembg)
+  upscaled.png  the cutout, scaled (Real-ESRGAN or Lanczos)
+and next to each its `.provenance.json`. Everything is staged first and
+published only when the whole asset succeeded.
+
+Run on its own: `python -m assetline.flows.image PHOTO [OUT]`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from prefect import flow, tags
+from prefect.runtime import flow_run
+
+from assetline.assets import Asset, identify, is_up_to_date
+from assetline.config import Recipe, recipe_from_dict
+from assetline.errors import BadInputError
+from assetline.flows._publish import AssetResult, publish_outputs, remove_stale
+from assetline.media import check_pixel_limit
+from assetline.provenance import InputRef, StepRecord
+from assetline.storage import staging_folder
+from assetline.tasks import remove_background, upscale
+from assetline.tasks.remove_background import OUTPUT_NAME as CUTOUT
+from assetline.tasks.upscale import OUTPUT_NAME as UPSCALED
+
+
+def image_outputs(recipe: Recipe) -> list[str]:
+    """The files an image run makes under this recipe, in the order they are made."""
+    steps = recipe.image
+    return [name for name, on in ((CUTOUT, steps.remove_background.enabled), (UPSCALED, steps.upscale.enabled)) if on]
+
+
+def _run_name() -> str:
+    params = flow_run.parameters
+    sha = params.get("sha256") or ""
+    name = Path(params["path"]).name
+    return f"{name} · {sha[:8]}" if sha else name
+
+
+@flow(name="process-image", flow_run_name=_run_name, log_prints=True, persist_result=False)
+def process_image(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
+    """Cut out and upscale one still; returns what was made (or that it was already up to date)."""
+    settings = recipe_from_dict(recipe or {})
+    asset = identify(Path(path))
+    if asset.kind != "image":
+        raise BadInputError(path, f"is {asset.kind}, not a still image")
+    return run_image_steps(asset, Path(out), settings)
+
+
+def run_image_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult:
+    image = recipe.image
+    recipe_sha = recipe.section_sha256("image")
+    wanted = image_outputs(recipe)
+    final_dir = out_root / asset.folder_name
+    if is_up_to_date(asset, out_root, wanted, recipe_sha):
+        return AssetResult.skipped(asset, final_dir, wanted)
+    from PIL import Image
+
+    with Image.open(asset.path) as probe:  # refuse a bomb before any task starts
+        check_pixel_limit(asset.path, probe.size, image.max_pixels)
+
+    source = InputRef(path=str(asset.path.resolve()), sha256=asset.sha256, role="source", bytes=asset.bytes)
+    with staging_folder(out_root, asset.folder_name) as stage, tags("image", f"recipe:{recipe_sha[:8]}"):
+        made: list[tuple[Path, list[InputRef], list[StepRecord]]] = []
+        steps: list[StepRecord] = []
+        current, inputs = asset.path, [source]
+        if image.remove_background.enabled:
+            step = remove_background(asset.path, stage, image.remove_background, image.device, image.max_pixels)
+            steps.append(step)
+            made.append((stage / step.output, list(inputs), list(steps)))
+            current = stage / step.output
+            inputs = [source, _intermediate(current)]
+        if image.upscale.enabled:
+            step = upscale(
+                current, stage, image.upscale, image.device, image.max_pixels, image.max_output_pixels
+            )
+            steps.append(step)
+            made.append((stage / step.output, list(inputs), list(steps)))
+        outputs = publish_outputs(made, final_dir, recipe_sha)
+    remove_stale(final_dir, {CUTOUT, UPSCALED} - set(wanted))
+    return AssetResult.done(asset, final_dir, outputs)
+
+
+def _intermediate(path: Path) -> InputRef:
+    from assetline.storage import sha256_file
+
+    return InputRef(path=path.name, sha256=sha256_file(path), role="intermediate", bytes=path.stat().st_size)
+
+
+if __name__ == "__main__":
+    photo = Path(sys.argv[1])
+    result = process_image(str(photo), sys.argv[2] if len(sys.argv) > 2 else "out")
+    print(result)

@@ -1,0 +1,144 @@
+"""The provenance manifest (`assetline/provenance@1`): what an output is, what it came from, how.
+
+One `X.provenance.json` sits next to every output X. Steps are recorded by the
+tasks as they run (`StepRecord`); the flow assembles them into a `Manifest`.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA = "assetline/provenance@1"
+SIDECAR_SUFFIX = ".provenance.json"
+
+IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+# IPTC digital source types, from least to most AI involvement; a manifest
+# discloses the strongest one any of its steps used.
+DIGITAL_SOURCE_TYPES = (
+    "digitalCapture",
+    "algorithmicallyEnhanced",
+    "compositeWithTrainedAlgorithmicMedia",
+    "trainedAlgorithmicMedia",
+)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToolRef(_Record):
+    name: str
+    version: str
+    runtime: str | None = None  # e.g. "onnxruntime 1.32.0", "ncnn 1.0.20261020 (cpu)"
+
+
+class ModelRef(_Record):
+    name: str
+    sha256: str
+    files: dict[str, str] = Field(default_factory=dict)  # file name -> sha256
+
+
+class StepRecord(_Record):
+    """One step as it ran: returned by every task, consumed by provenance."""
+
+    name: str
+    tool: ToolRef
+    model: ModelRef | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    started_at: str
+    ended_at: str
+    digital_source_type: str  # IPTC term for what this step did to the pixels/samples
+    output: str  # file name of what the step produced
+
+
+class OutputRef(_Record):
+    path: str  # file name, relative to the sidecar's folder
+    sha256: str
+    bytes: int
+    media_type: str
+
+
+class InputRef(_Record):
+    path: str  # absolute for the source; a file name for an intermediate in the same folder
+    sha256: str
+    role: Literal["source", "intermediate"]
+    bytes: int | None = None
+
+
+class RunRef(_Record):
+    flow_run_id: str | None = None
+    flow_run_name: str | None = None
+    flow_name: str | None = None
+    deployment: str | None = None
+
+
+class Generator(_Record):
+    name: str = "assetline"
+    version: str
+
+
+class AIDisclosure(_Record):
+    digital_source_type: str  # full IPTC URI
+    ai_generated_content: bool
+    models: list[str] = Field(default_factory=list)
+    statement: str
+
+
+class Manifest(_Record):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_: Literal["assetline/provenance@1"] = Field(SCHEMA, alias="schema")
+    output: OutputRef
+    inputs: list[InputRef]
+    steps: list[StepRecord]
+    run: RunRef
+    generator: Generator
+    recipe_sha256: str
+    ai_disclosure: AIDisclosure
+    created_at: str = Field(default_factory=utc_now)
+    # Reserved for signing (C2PA): absent in unsigned v1 manifests.
+    signature: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        return (self.model_dump_json(by_alias=True, exclude_none=False, indent=2) + "\n").encode()
+
+
+def media_type(path: Path) -> str:
+    known = {".png": "image/png", ".json": "application/json", ".srt": "application/x-subrip",
+             ".vtt": "text/vtt", ".mp4": "video/mp4"}  # fmt: skip
+    return known.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def sidecar_for(output: Path) -> Path:
+    return output.with_name(output.name + SIDECAR_SUFFIX)
+
+
+def disclose(steps: list[StepRecord]) -> AIDisclosure:
+    """The strongest digital source type among the steps, and which models made it so."""
+    strongest = max((s.digital_source_type for s in steps), key=DIGITAL_SOURCE_TYPES.index, default="digitalCapture")
+    ai_models = [s.model.name for s in steps if s.model and "TrainedAlgorithmic" in s.digital_source_type]
+    ai = strongest in ("compositeWithTrainedAlgorithmicMedia", "trainedAlgorithmicMedia")
+    if ai:
+        names = ", ".join(dict.fromkeys(ai_models))
+        statement = f"Captured media altered by trained AI models ({names}): " + "; ".join(
+            s.name.replace("_", " ") for s in steps if "TrainedAlgorithmic" in s.digital_source_type
+        ) + "."
+    elif strongest == "algorithmicallyEnhanced":
+        statement = "Captured media enhanced by conventional (non-AI) algorithms."
+    else:
+        statement = "No AI or algorithmic alteration."
+    return AIDisclosure(
+        digital_source_type=IPTC + strongest,
+        ai_generated_content=ai,
+        models=list(dict.fromkeys(ai_models)),
+        statement=statement,
+    )

@@ -1,0 +1,92 @@
+"""A local Prefect server (SQLite) for the demo and `serve`, when no PREFECT_API_URL is set.
+
+Started as a child process on 127.0.0.1, waited on until healthy, and stopped
+(with its whole process group) when the context ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from assetline.errors import AssetlineError
+from assetline.prefect_env import prefect_home
+
+STARTUP_TIMEOUT_S = 120
+
+
+def ui_url_for(api_url: str) -> str:
+    return api_url.rstrip("/").removesuffix("/api")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@contextmanager
+def prefect_server(port: int = 4200) -> Iterator[str]:
+    """Yield the UI address: the configured server's, or a local one started for the duration."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield ui_url_for(os.environ["PREFECT_API_URL"])
+        return
+    if not _port_free(port):
+        raise AssetlineError(f"127.0.0.1:{port}", "port is in use: pass --port, or set PREFECT_API_URL to that server")
+    home = prefect_home()
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "server.log"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}  # fmt: skip
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait_healthy(api, proc, log_path)
+        os.environ["PREFECT_API_URL"] = api
+        yield ui_url_for(api)
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        _stop(proc)
+
+
+def _wait_healthy(api: str, proc: subprocess.Popen, log_path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssetlineError("prefect server", f"exited with code {proc.returncode} (log: {log_path})")
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    _stop(proc)
+    raise AssetlineError("prefect server", f"not healthy after {STARTUP_TIMEOUT_S} s (log: {log_path})")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass

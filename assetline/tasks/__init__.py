@@ -1,0 +1,10 @@
+"""Steps: one module each, a Prefect @task over a plain function (`task.fn` reaches it).
+
+A step takes paths and options, writes its output into a folder it is given,
+and returns a `StepRecord` for provenance. It never sees Prefect state.
+"""
+
+from assetline.tasks.remove_background import remove_background
+from assetline.tasks.upscale import upscale
+
+__all__ = ["remove_background", "upscale"]

@@ -1,0 +1,143 @@
+"""Background removal with rembg: a cutout (RGBA, the input's size) from any still."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from assetline import models
+from assetline.config import RemoveBackgroundOptions
+from assetline.errors import ModelError
+from assetline.media import load_image
+from assetline.provenance import StepRecord, ToolRef, utc_now
+from assetline.tasks._common import model_ref, onnx_providers, package_version, save_png
+
+OUTPUT_NAME = "cutout.png"
+
+
+def rembg_session(model: str, device: str):
+    """The rembg session for `model`, created once per process from the verified model file.
+
+    rembg's own session class for the model does the pre- and post-processing;
+    only its download hook is replaced, by the path of our hash-checked copy,
+    so rembg can never fetch anything.
+    """
+    folder = models.require(model)
+    model_file = folder / models.get_spec(model).files[0].name
+    providers = onnx_providers(device)
+
+    def make():
+        import onnxruntime as ort
+        from rembg.sessions import sessions_class
+
+        base = next((c for c in sessions_class if c.name() == model), None)
+        if base is None:
+            raise ModelError(model, "rembg has no session for this model")
+        pinned = type(f"Pinned{base.__name__}", (base,), {"download_models": classmethod(lambda cls, *a, **k: str(model_file))})
+        return pinned(model, ort.SessionOptions(), providers=providers)
+
+    return models.sessions.get(("rembg", model, tuple(providers)), make)
+
+
+def _apply_background(cutout: Image.Image, colour: str) -> Image.Image:
+    rgb = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    base = Image.new("RGBA", cutout.size, rgb + (255,))
+    return Image.alpha_composite(base, cutout.convert("RGBA")).convert("RGB")
+
+
+@task(name="remove_background", cache_policy=NO_CACHE, persist_result=False)
+def remove_background(
+    source: Path,
+    dest_dir: Path,
+    options: RemoveBackgroundOptions = RemoveBackgroundOptions(),
+    device: str = "cpu",
+    max_pixels: int = 100_000_000,
+) -> StepRecord:
+    """Cut the subject out of `source` and write `dest_dir/cutout.png`.
+
+    Args:
+        source: any still Pillow reads; EXIF orientation is applied first.
+        dest_dir: folder the cutout is written to (a staging folder in a run).
+        options: model (default u2netp), alpha matting, decontamination,
+            mask-only (a greyscale mask instead of a cutout), or a solid
+            background colour instead of transparency (an RGB image).
+        device: "cpu", "cuda" (an error if absent) or "auto".
+        max_pixels: inputs with more pixels are refused before decoding.
+
+    An input that already has transparency keeps it: the cutout's alpha is the
+    model's mask multiplied by the input's alpha.
+    """
+    from rembg import remove
+
+    started = utc_now()
+    loaded = load_image(source, max_pixels)
+    session = rembg_session(options.model, device)
+    mask = remove(
+        loaded.rgb,
+        session=session,
+        only_mask=True,
+        post_process_mask=options.post_process_mask,
+    )
+    if loaded.alpha is not None:
+        combined = np.asarray(mask, dtype=np.uint16) * np.asarray(loaded.alpha, dtype=np.uint16) // 255
+        mask = Image.fromarray(combined.astype(np.uint8), mode="L")
+
+    if options.mask_only:
+        result = mask
+    elif options.alpha_matting or options.decontaminate:
+        result = remove(
+            loaded.rgb,
+            session=_FixedMask(mask),
+            alpha_matting=options.alpha_matting,
+            alpha_matting_foreground_threshold=options.alpha_matting_foreground_threshold,
+            alpha_matting_background_threshold=options.alpha_matting_background_threshold,
+            alpha_matting_erode_size=options.alpha_matting_erode_size,
+            decontaminate=options.decontaminate,
+        ).convert("RGBA")
+    else:
+        result = loaded.rgb.convert("RGBA")
+        result.putalpha(mask)
+    if options.background and not options.mask_only:
+        result = _apply_background(result, options.background)
+
+    out = dest_dir / OUTPUT_NAME
+    save_png(result, out, loaded.icc_profile if result.mode != "L" else None)
+    import onnxruntime
+
+    params = options.model_dump(mode="json", exclude={"enabled"})
+    params.update(
+        device=device,
+        providers=session.inner_session.get_providers(),
+        source_mode=loaded.source_mode,
+        source_size=list(loaded.source_size),
+        exif_orientation_applied=loaded.orientation_applied,
+        output_mode=result.mode,
+    )
+    return StepRecord(
+        name="remove_background",
+        tool=ToolRef(name="rembg", version=package_version("rembg"), runtime=f"onnxruntime {onnxruntime.__version__}"),
+        model=model_ref(models.get_spec(options.model)),
+        parameters=params,
+        started_at=started,
+        ended_at=utc_now(),
+        digital_source_type="compositeWithTrainedAlgorithmicMedia",
+        output=OUTPUT_NAME,
+    )
+
+
+class _FixedMask:
+    """A rembg session stand-in that returns an already-predicted mask.
+
+    Lets alpha matting and decontamination reuse the mask (with the input's own
+    alpha folded in) instead of running the model a second time.
+    """
+
+    def __init__(self, mask: Image.Image) -> None:
+        self._mask = mask
+
+    def predict(self, img: Image.Image, *args, **kwargs) -> list[Image.Image]:
+        return [self._mask]
