@@ -84,7 +84,6 @@ class ImageRecipe(_Strict):
 
 class RunOptions(_Strict):
     concurrency: int = Field(2, ge=1, le=64)  # assets in flight at once
-    follow_symlinks: bool = False  # symlinks inside input folders are never followed out of them
 
 
 class Recipe(_Strict):
@@ -122,6 +121,8 @@ def parse_set(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
+    if value is None and raw.strip() not in ("null", "~", "Null", "NULL"):
+        value = raw  # e.g. "#ffffff", which YAML reads as a comment
     return key, value
 
 

@@ -1,0 +1,108 @@
+"""The model registry: pinned digests, idempotent pull, and loud failures for missing or corrupt models."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assetline import models
+from assetline.errors import ModelError
+from tests.conftest import run_cli
+
+# The digests DESIGN.md lists for the files found in the registry's wheels.
+DESIGN_DIGESTS = {
+    "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+    "u2netp.onnx": "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8",
+    "realesr-animevideov3-x2.bin": "548a36f9c3f4ab8da56cd3b13badf23968bee207b396dad14d04b830e5f2ab2d",
+    "realesr-animevideov3-x4.param": "850a248e7c14c27e5bd8cf7265113a9441036a7db63963bb8aa5169d788a435e",
+    "realesrgan-x4plus.bin": "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
+}
+
+
+def test_registry_pins_the_digests_design_lists():
+    pinned = {f.name: f.sha256 for spec in models.REGISTRY.values() for f in spec.files}
+    for name, digest in DESIGN_DIGESTS.items():
+        assert pinned[name] == digest
+
+
+def test_every_pulled_model_verifies(pulled_models):
+    assert all(models.status(spec) == "present" for spec in models.REGISTRY.values())
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch, pulled_models) -> Path:
+    """A cache of our own holding copies of u2netp and the fast upscaler."""
+    cache = tmp_path / "models"
+    for name in ("u2netp", "realesr-animevideov3"):
+        shutil.copytree(pulled_models / name, cache / name)
+    monkeypatch.setenv("ASSETLINE_MODELS", str(cache))
+    models._verified.clear()
+    yield cache
+    models._verified.clear()
+
+
+def test_pull_is_idempotent_and_touches_nothing_present(private_cache):
+    before = {p: p.stat().st_mtime_ns for p in private_cache.rglob("*") if p.is_file()}
+    outcome = models.pull(["u2netp", "realesr-animevideov3"])
+    assert outcome == {"u2netp": "present", "realesr-animevideov3": "present"}
+    assert {p: p.stat().st_mtime_ns for p in private_cache.rglob("*") if p.is_file()} == before
+
+
+def test_corrupt_model_is_refused_with_a_line_naming_it_and_the_fix(private_cache):
+    weights = private_cache / "u2netp" / "u2netp.onnx"
+    data = bytearray(weights.read_bytes())
+    data[1000] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert models.status(models.get_spec("u2netp")) == "corrupt"
+    with pytest.raises(ModelError) as exc:
+        models.require("u2netp")
+    assert "u2netp" in str(exc.value) and "assetline models pull" in str(exc.value)
+
+
+def test_missing_model_is_refused_without_downloading(private_cache):
+    shutil.rmtree(private_cache / "u2netp")
+    with pytest.raises(ModelError, match="not installed: run `assetline models pull`"):
+        models.require("u2netp")
+    assert not (private_cache / "u2netp").exists()
+
+
+def test_pull_repairs_a_corrupt_model_from_a_user_folder(private_cache, pulled_models, tmp_path):
+    (private_cache / "u2netp" / "u2netp.onnx").write_bytes(b"junk")
+    # A user folder holding the files flat, as an air-gapped site would provide them.
+    share = tmp_path / "share"
+    share.mkdir()
+    shutil.copy(pulled_models / "u2netp" / "u2netp.onnx", share / "u2netp.onnx")
+    outcome = models.pull(["u2netp"], extra_sources=[models.FolderSource(share)])
+    assert outcome["u2netp"] == f"fetched from folder {share}"
+    assert models.status(models.get_spec("u2netp")) == "present"
+
+
+def test_a_source_with_wrong_bytes_is_rejected_and_nothing_is_stored(private_cache, tmp_path, monkeypatch):
+    import dataclasses
+
+    # Only the folders below as sources (no registry wheel), so every source fails.
+    spec = models.get_spec("u2netp")
+    monkeypatch.setitem(models.REGISTRY, "u2netp", dataclasses.replace(spec, sources=()))
+    shutil.rmtree(private_cache / "u2netp")
+    bad = tmp_path / "bad"
+    (bad / "u2netp").mkdir(parents=True)
+    (bad / "u2netp" / "u2netp.onnx").write_bytes(b"not the model")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError) as exc:
+        models.pull(["u2netp"], extra_sources=[models.FolderSource(bad), models.FolderSource(empty)])
+    assert "u2netp.onnx sha256 mismatch" in str(exc.value)
+    assert "u2netp.onnx not in" in str(exc.value)
+    assert not (private_cache / "u2netp").exists()
+    assert [p.name for p in private_cache.iterdir()] == ["realesr-animevideov3"]
+
+
+def test_models_list_and_verify_cli_report_state(private_cache):
+    listing = run_cli("models", "list", api_url=None, env={"COLUMNS": "200"})
+    assert listing.returncode == 0
+    assert "u2netp" in listing.stdout and "present" in listing.stdout and "missing" in listing.stdout
+    checked = run_cli("models", "verify", api_url=None)
+    assert checked.returncode == 1  # the private cache lacks whisper and the x4plus models
+    assert "missing whisper-tiny.en" in checked.stdout
