@@ -31,8 +31,8 @@ app = typer.Typer(
 models_app = typer.Typer(help="List, fetch (pinned, hash-checked) and verify models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # one line per finding, however long: greppable
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from prefect import tags
+
 from assetline.assets import discover, identify, is_up_to_date
 from assetline.config import Recipe
 from assetline.errors import AssetlineError
@@ -38,10 +40,12 @@ def process_one(path: Path, out_root: Path, recipe: Recipe) -> AssetResult:
     if asset and asset.kind == "image" and is_up_to_date(asset, out_root, wanted, recipe.section_sha256("image")):
         result = AssetResult.skipped(asset, out_root / asset.folder_name, wanted)
     else:
-        state = process_image(
-            str(path), str(out_root), recipe.model_dump(mode="json"), asset.sha256 if asset else None,
-            return_state=True,
-        )  # fmt: skip
+        run_tags = ["image", f"recipe:{recipe.section_sha256('image')[:8]}"]
+        with tags(*run_tags):  # the flow run and its task runs carry the asset kind and the recipe
+            state = process_image(
+                str(path), str(out_root), recipe.model_dump(mode="json"), asset.sha256 if asset else None,
+                return_state=True,
+            )  # fmt: skip
         if state.is_completed():
             result = state.result()
         else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from prefect import flow, tags
+from prefect import flow
 from prefect.runtime import flow_run
 
 from assetline.assets import Asset, identify, is_up_to_date
@@ -66,7 +66,7 @@ def run_image_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
         check_pixel_limit(asset.path, probe.size, image.max_pixels)
 
     source = InputRef(path=str(asset.path.resolve()), sha256=asset.sha256, role="source", bytes=asset.bytes)
-    with staging_folder(out_root, asset.folder_name) as stage, tags("image", f"recipe:{recipe_sha[:8]}"):
+    with staging_folder(out_root, asset.folder_name) as stage:
         made: list[tuple[Path, list[InputRef], list[StepRecord]]] = []
         steps: list[StepRecord] = []
         current, inputs = asset.path, [source]
