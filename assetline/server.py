@@ -60,8 +60,23 @@ def prefect_server(port: int = 4200) -> Iterator[str]:
         os.environ["PREFECT_API_URL"] = api
         yield ui_url_for(api)
     finally:
+        _flush_run_logs()
         os.environ.pop("PREFECT_API_URL", None)
         _stop(proc)
+
+
+def _flush_run_logs() -> None:
+    """Send buffered flow-run logs and events to the server while it is still there to receive them."""
+    if "prefect" not in sys.modules:
+        return
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+    except Exception:
+        pass
 
 
 def _wait_healthy(api: str, proc: subprocess.Popen, log_path) -> None:
