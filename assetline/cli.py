@@ -69,9 +69,20 @@ def run(
         settings = load_recipe(recipe, set_ or [])
     except RecipeError as exc:
         raise _usage_error(exc.line()) from None
+    _require_models(settings)
     results = _run_with_progress(paths, out_dir, settings)
     _print_results(results)
     raise typer.Exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
+
+
+def _require_models(settings) -> None:
+    """Fail once, before any asset starts, when a model the recipe needs is missing or corrupt."""
+    try:
+        for name in settings.required_models():
+            models.require(name)
+    except AssetlineError as exc:
+        err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _run_with_progress(paths: list[Path], out_dir: Path, settings) -> list:
@@ -190,7 +201,9 @@ def demo(
     with prefect_server(port) as ui_url:
         if ui_url:
             out.print(f"Prefect UI: {ui_url}")
-        results = _run_with_progress([inputs], out_dir, load_recipe(None))
+        settings = load_recipe(None)
+        _require_models(settings)
+        results = _run_with_progress([inputs], out_dir, settings)
         _print_results(results)
         out.print(f"outputs: {out_dir.resolve()}  (check them: assetline verify {out_dir})")
         if ui_url:

@@ -90,6 +90,16 @@ class Recipe(_Strict):
     run: RunOptions = RunOptions()
     image: ImageRecipe = ImageRecipe()
 
+    def required_models(self) -> list[str]:
+        """The registered models this recipe will load."""
+        image = self.image
+        needed = []
+        if image.remove_background.enabled:
+            needed.append(image.remove_background.model)
+        if image.upscale.enabled and image.upscale.method == "realesrgan":
+            needed.append(image.upscale.model)
+        return needed
+
     def section_sha256(self, kind: str) -> str:
         """Digest of the part of the recipe that shapes one kind's outputs.
 

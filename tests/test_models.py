@@ -106,3 +106,18 @@ def test_models_list_and_verify_cli_report_state(private_cache):
     checked = run_cli("models", "verify", api_url=None)
     assert checked.returncode == 1  # the private cache lacks whisper and the x4plus models
     assert "missing whisper-tiny.en" in checked.stdout
+
+
+def test_run_with_a_missing_model_fails_once_naming_it_and_the_fix(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "a.png"
+    Image.new("RGB", (16, 16), "red").save(src)
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    result = run_cli("run", str(src), "--out", str(tmp_path / "out"), api_url=None, env={"ASSETLINE_MODELS": str(empty)})
+    assert result.returncode == 1
+    assert "u2netp: model is not installed: run `assetline models pull`" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
+    assert list(empty.iterdir()) == []  # nothing was downloaded

@@ -209,3 +209,29 @@ def test_one_pixel_image_upscales(tmp_path):
     upscale.fn(src, tmp_path, UpscaleOptions(scale=4))
     out = Image.open(tmp_path / "upscaled.png")
     assert out.size == (4, 4)
+
+
+def test_models_load_once_per_process_and_are_shared_by_every_asset(astronaut, cutout, tmp_path):
+    from assetline.tasks.remove_background import rembg_session
+
+    session = rembg_session("u2netp", "cpu")
+    net = ncnn_net("realesr-animevideov3", 2, "cpu")[0]
+    for i in range(2):
+        out = tmp_path / str(i)
+        out.mkdir()
+        remove_background.fn(astronaut, out)
+        upscale.fn(cutout, out)
+    assert rembg_session("u2netp", "cpu") is session
+    assert ncnn_net("realesr-animevideov3", 2, "cpu")[0] is net
+
+
+def test_a_requested_gpu_that_is_absent_is_an_error_not_a_fallback(astronaut, tmp_path):
+    import onnxruntime
+
+    from assetline.errors import DeviceError
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has a CUDA provider")
+    with pytest.raises(DeviceError, match="no CUDA provider"):
+        remove_background.fn(astronaut, tmp_path, device="cuda")
+    assert not (tmp_path / "cutout.png").exists()

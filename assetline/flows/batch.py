@@ -21,10 +21,15 @@ from assetline.flows._publish import AssetResult
 from assetline.flows.image import image_outputs, process_image
 
 
-def failure_message(exc: BaseException) -> str:
-    """One line for a failed asset: the project's own errors say it all; others get their type."""
+def failure_message(exc: BaseException, path: Path | None = None) -> str:
+    """One line for a failed asset (the table prefixes the asset's path).
+
+    The project's own errors say it all, naming their subject when it is not
+    the asset itself (a model, an output folder); others get their type.
+    """
     if isinstance(exc, AssetlineError):
-        return exc.cause
+        same = path is not None and exc.subject is not None and Path(exc.subject) == path
+        return exc.cause if same or exc.subject is None else exc.line()
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
 
@@ -50,7 +55,7 @@ def process_one(path: Path, out_root: Path, recipe: Recipe) -> AssetResult:
             result = state.result()
         else:
             exc = state.result(raise_on_failure=False)
-            message = failure_message(exc) if isinstance(exc, BaseException) else (state.message or state.name)
+            message = failure_message(exc, path) if isinstance(exc, BaseException) else (state.message or state.name)
             result = AssetResult(str(path), "failed", message=message)
     result.seconds = time.perf_counter() - start
     return result
@@ -80,7 +85,7 @@ def run_batch(
             try:
                 result = fut.result()
             except Exception as exc:  # a bug, not bad input: still only this asset fails
-                result = AssetResult(str(path), "failed", message=failure_message(exc))
+                result = AssetResult(str(path), "failed", message=failure_message(exc, path))
             results[path] = result
             on_result(result)
     failed_discovery = [AssetResult(p.subject or "?", "failed", message=p.cause) for p in problems]
