@@ -63,10 +63,17 @@ def _probe_av_kind(path: Path) -> Kind:
 
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
+            # Pillow has already refused the file: an image demuxer that accepts it has only
+            # matched the file name's extension (a text file named .png), not the content.
+            name = container.format.name
+            if name == "image2" or name.endswith("_pipe"):
+                raise BadInputError(path, "not a recognised image, video or audio file")
             has_video = any(
                 s.type == "video" and not _is_cover_art(s) for s in container.streams
             )
             has_audio = any(s.type == "audio" for s in container.streams)
+    except BadInputError:
+        raise
     except Exception as exc:  # PyAV raises many types for junk input
         raise BadInputError(path, "not a recognised image, video or audio file") from exc
     if has_video:

@@ -67,8 +67,8 @@ def photos(tmp_path: Path) -> Path:
 def run_cli(*args: str, api_url: str | None, cwd: Path | None = None, env: dict | None = None,
             user: int | None = None) -> subprocess.CompletedProcess:
     """`assetline ARGS...` in a subprocess, against `api_url` (None: Prefect's temporary server)."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("PREFECT_API_URL", None)
+    full_env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")}
+    full_env.update(env or {})  # the CLI's own console settings apply, as for a user
     if api_url:
         full_env["PREFECT_API_URL"] = api_url
     return subprocess.run(

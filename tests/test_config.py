@@ -9,7 +9,7 @@ import yaml
 
 from assetline.config import Recipe, load_recipe
 from assetline.errors import RecipeError
-from tests.conftest import REPO, run_cli
+from conftest import REPO, run_cli
 
 
 def test_configs_default_yaml_is_exactly_the_built_in_default():

@@ -9,7 +9,7 @@ import pytest
 
 from assetline import models
 from assetline.errors import ModelError
-from tests.conftest import run_cli
+from conftest import run_cli
 
 # The digests DESIGN.md lists for the files found in the registry's wheels.
 DESIGN_DIGESTS = {

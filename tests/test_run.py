@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from assetline.provenance import IPTC, SCHEMA
-from tests.conftest import run_cli, tree_state
+from conftest import run_cli, tree_state
 
 
 @pytest.fixture(scope="module")
 def first_run(prefect_api, tmp_path_factory):
     """One real run over two photos; the tests below read what it made."""
-    from tests.conftest import photo
+    from conftest import photo
 
     root = tmp_path_factory.mktemp("run")
     inputs = root / "in"
@@ -177,7 +177,7 @@ def test_verify_of_nothing_is_a_usage_error(tmp_path):
 
 def test_run_works_without_a_configured_server(tmp_path):
     """No PREFECT_API_URL: Prefect's temporary local server carries the run."""
-    from tests.conftest import photo
+    from conftest import photo
 
     src = tmp_path / "coffee.png"
     photo("coffee", (90, 60)).save(src)

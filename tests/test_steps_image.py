@@ -14,7 +14,7 @@ from assetline.config import RemoveBackgroundOptions, UpscaleOptions
 from assetline.media import load_image
 from assetline.tasks import remove_background, upscale
 from assetline.tasks.upscale import ncnn_net, run_tiled
-from tests.conftest import iou, photo
+from conftest import iou, photo
 
 
 @pytest.fixture(scope="module")
