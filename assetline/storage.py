@@ -84,12 +84,17 @@ def staging_folder(out_root: Path, asset_dir_name: str) -> Iterator[Path]:
     failure anywhere leaves nothing in the output tree.
     """
     root = out_root / STAGING_DIR
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        folder = root / f"{asset_dir_name}.{uuid.uuid4().hex[:12]}"
-        folder.mkdir()
-    except OSError as exc:
-        raise OutputError(out_root, _describe_os_error(exc)) from exc
+    folder = root / f"{asset_dir_name}.{uuid.uuid4().hex[:12]}"
+    for attempt in range(3):
+        try:
+            folder.mkdir(parents=True)
+            break
+        except FileNotFoundError:
+            continue  # another asset removed the (then empty) staging root just now
+        except OSError as exc:
+            raise OutputError(out_root, _describe_os_error(exc)) from exc
+    else:
+        raise OutputError(out_root, "could not create a staging folder")
     try:
         yield folder
     finally:
