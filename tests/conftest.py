@@ -71,11 +71,16 @@ def run_cli(*args: str, api_url: str | None, cwd: Path | None = None, env: dict 
     full_env.update(env or {})  # the CLI's own console settings apply, as for a user
     if api_url:
         full_env["PREFECT_API_URL"] = api_url
-    return subprocess.run(
-        [sys.executable, "-m", "assetline.cli", *args],
-        capture_output=True, text=True, cwd=cwd, env=full_env, timeout=1800,
-        user=user,
-    )  # fmt: skip
+    # Output goes to files, not pipes: a child process left behind (a stray server) would
+    # hold a pipe open and hang the test instead of letting it fail.
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.run(
+            [sys.executable, "-m", "assetline.cli", *args],
+            stdout=stdout, stderr=stderr, text=True, cwd=cwd, env=full_env, timeout=1800, user=user,
+        )  # fmt: skip
+        stdout.seek(0)
+        stderr.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout.read(), stderr.read())
 
 
 def tree_state(folder: Path) -> dict[str, tuple[int, int, bytes]]:

@@ -175,14 +175,36 @@ def test_verify_of_nothing_is_a_usage_error(tmp_path):
     assert result.returncode == 2
 
 
-def test_run_works_without_a_configured_server(tmp_path):
-    """No PREFECT_API_URL: Prefect's temporary local server carries the run."""
+def _processes_with_env(key: str, value: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"{key}={value}".encode() in env:
+            found.append(int(proc.name))
+    return found
+
+
+def test_run_works_without_a_configured_server_and_leaves_no_process_behind(tmp_path):
+    """No PREFECT_API_URL: one temporary local server carries the run and stops with it."""
     from conftest import photo
 
-    src = tmp_path / "coffee.png"
-    photo("coffee", (90, 60)).save(src)
-    result = run_cli("run", str(src), "--out", str(tmp_path / "out"), "--set", "image.upscale.method=lanczos", api_url=None)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("coffee", "rocket", "chelsea"):
+        photo(name, (90, 60)).save(src / f"{name}.png")
+    home = tmp_path / "prefect-home"
+    result = run_cli(
+        "run", str(src), "--out", str(tmp_path / "out"), "--set", "image.upscale.method=lanczos",
+        api_url=None, env={"PREFECT_HOME": str(home)},
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "1 done" in result.stdout
+    assert "3 done" in result.stdout
     m = json.loads(next((tmp_path / "out").glob("coffee-*/cutout.png.provenance.json")).read_text())
     assert m["run"]["flow_run_id"]
+    # Three assets, two at a time: still exactly one temporary server, and it is gone now.
+    assert _processes_with_env("PREFECT_HOME", str(home)) == []

@@ -7,6 +7,7 @@ completed on its own in the Prefect UI; one bad file never stops the others.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -34,6 +35,30 @@ def failure_message(exc: BaseException, path: Path | None = None) -> str:
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
 
 
+_api_lock = threading.Lock()
+_api_checked = False
+
+
+def ensure_prefect_api() -> None:
+    """Reach the Prefect API once, from one thread, before flow runs start.
+
+    With no PREFECT_API_URL, Prefect starts a temporary server on first use;
+    its start is not thread-safe, and two assets starting at once would each
+    start one and leave one running after exit. Starting it here, under a
+    lock, means one server, stopped at exit. Skipped assets never get here,
+    so an all-up-to-date rerun starts no server at all.
+    """
+    global _api_checked
+    with _api_lock:
+        if _api_checked:
+            return
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            client.api_healthcheck()
+        _api_checked = True
+
+
 def process_one(path: Path, out_root: Path, recipe: Recipe) -> AssetResult:
     """Run one asset through its flow, or report it up to date without starting a flow run."""
     start = time.perf_counter()
@@ -45,6 +70,7 @@ def process_one(path: Path, out_root: Path, recipe: Recipe) -> AssetResult:
     if asset and asset.kind == "image" and is_up_to_date(asset, out_root, wanted, recipe.section_sha256("image")):
         result = AssetResult.skipped(asset, out_root / asset.folder_name, wanted)
     else:
+        ensure_prefect_api()
         run_tags = ["image", f"recipe:{recipe.section_sha256('image')[:8]}"]
         with tags(*run_tags):  # the flow run and its task runs carry the asset kind and the recipe
             state = process_image(
