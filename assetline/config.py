@@ -82,6 +82,40 @@ class ImageRecipe(_Strict):
     upscale: UpscaleOptions = UpscaleOptions()
 
 
+class TranscribeOptions(_Strict):
+    enabled: bool = True
+    model: str = "whisper-tiny.en"  # a registered Whisper model (CTranslate2)
+    language: str | None = "en"  # None: detect (multilingual models only)
+    device: Device = "cpu"
+    compute_type: str = "int8"  # int8 | int8_float16 | float16 | float32 ...
+    cpu_threads: int = Field(0, ge=0, le=256)  # 0: every core
+    beam_size: int = Field(5, ge=1, le=20)
+    vad: bool = True  # Silero VAD (ships inside faster-whisper) skips silence
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        return _model_of_family(v, "whisper")
+
+
+class SubtitleOptions(_Strict):
+    """Broadcast timing rules (the defaults follow common broadcaster guidelines)."""
+
+    enabled: bool = True
+    max_chars_per_line: int = Field(42, ge=10, le=100)
+    max_lines: int = Field(2, ge=1, le=4)
+    min_duration: float = Field(5 / 6, ge=0.1, le=10)  # seconds
+    max_duration: float = Field(7.0, ge=1, le=30)
+    max_chars_per_second: float = Field(17.0, ge=5, le=60)
+    min_gap_frames: int = Field(2, ge=0, le=25)  # between consecutive cues
+    fps: float = Field(25.0, gt=0, le=240)  # frame rate for gaps when the media has none (audio)
+
+
+class AudioRecipe(_Strict):
+    transcribe: TranscribeOptions = TranscribeOptions()
+    subtitles: SubtitleOptions = SubtitleOptions()
+
+
 class RunOptions(_Strict):
     concurrency: int = Field(2, ge=1, le=64)  # assets in flight at once
 
@@ -89,6 +123,7 @@ class RunOptions(_Strict):
 class Recipe(_Strict):
     run: RunOptions = RunOptions()
     image: ImageRecipe = ImageRecipe()
+    audio: AudioRecipe = AudioRecipe()
 
     def required_models(self) -> list[str]:
         """The registered models this recipe will load."""
