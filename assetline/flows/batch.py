@@ -18,7 +18,7 @@ from prefect import tags
 from assetline.assets import discover, identify, is_up_to_date
 from assetline.config import Recipe
 from assetline.errors import AssetlineError
-from assetline.flows._publish import AssetResult
+from assetline.flows._asset import AssetResult
 from assetline.flows.image import image_outputs, process_image
 
 

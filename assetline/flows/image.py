@@ -18,13 +18,14 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
-from assetline.assets import Asset, identify, is_up_to_date
+from PIL import Image
+
+from assetline.assets import Asset, identify
 from assetline.config import Recipe, recipe_from_dict
 from assetline.errors import BadInputError
-from assetline.flows._publish import AssetResult, publish_outputs, remove_stale
+from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, source_ref
 from assetline.media import check_pixel_limit
-from assetline.provenance import InputRef, StepRecord
-from assetline.storage import staging_folder
+from assetline.provenance import StepRecord
 from assetline.tasks import remove_background, upscale
 from assetline.tasks.remove_background import OUTPUT_NAME as CUTOUT
 from assetline.tasks.upscale import OUTPUT_NAME as UPSCALED
@@ -55,42 +56,26 @@ def process_image(path: str, out: str, recipe: dict | None = None, sha256: str |
 
 def run_image_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult:
     image = recipe.image
-    recipe_sha = recipe.section_sha256("image")
-    wanted = image_outputs(recipe)
-    final_dir = out_root / asset.folder_name
-    if is_up_to_date(asset, out_root, wanted, recipe_sha):
-        return AssetResult.skipped(asset, final_dir, wanted)
-    from PIL import Image
-
     with Image.open(asset.path) as probe:  # refuse a bomb before any task starts
         check_pixel_limit(asset.path, probe.size, image.max_pixels)
 
-    source = InputRef(path=str(asset.path.resolve()), sha256=asset.sha256, role="source", bytes=asset.bytes)
-    with staging_folder(out_root, asset.folder_name) as stage:
-        made: list[tuple[Path, list[InputRef], list[StepRecord]]] = []
+    def make(stage: Path) -> list[Made]:
+        made: list[Made] = []
         steps: list[StepRecord] = []
-        current, inputs = asset.path, [source]
+        current, inputs = asset.path, [source_ref(asset)]
         if image.remove_background.enabled:
             step = remove_background(asset.path, stage, image.remove_background, image.device, image.max_pixels)
             steps.append(step)
-            made.append((stage / step.output, list(inputs), list(steps)))
+            made.append(Made(stage / step.output, list(inputs), list(steps)))
             current = stage / step.output
-            inputs = [source, _intermediate(current)]
+            inputs = [source_ref(asset), intermediate_ref(current)]
         if image.upscale.enabled:
-            step = upscale(
-                current, stage, image.upscale, image.device, image.max_pixels, image.max_output_pixels
-            )
+            step = upscale(current, stage, image.upscale, image.device, image.max_pixels, image.max_output_pixels)
             steps.append(step)
-            made.append((stage / step.output, list(inputs), list(steps)))
-        outputs = publish_outputs(made, final_dir, recipe_sha)
-    remove_stale(final_dir, {CUTOUT, UPSCALED} - set(wanted))
-    return AssetResult.done(asset, final_dir, outputs)
+            made.append(Made(stage / step.output, list(inputs), list(steps)))
+        return made
 
-
-def _intermediate(path: Path) -> InputRef:
-    from assetline.storage import sha256_file
-
-    return InputRef(path=path.name, sha256=sha256_file(path), role="intermediate", bytes=path.stat().st_size)
+    return produce(asset, out_root, recipe.section_sha256("image"), image_outputs(recipe), {CUTOUT, UPSCALED}, make)
 
 
 if __name__ == "__main__":
