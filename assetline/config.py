@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assetline.errors import RecipeError
 
@@ -109,6 +109,13 @@ class SubtitleOptions(_Strict):
     max_chars_per_second: float = Field(17.0, ge=5, le=60)
     min_gap_frames: int = Field(2, ge=0, le=25)  # between consecutive cues
     fps: float = Field(25.0, gt=0, le=240)  # frame rate for gaps when the media has none (audio)
+    long_pause: float = Field(1.0, gt=0, le=30)  # silence (s) that ends a cue, where a break is allowed
+
+    @model_validator(mode="after")
+    def _durations_in_order(self) -> SubtitleOptions:
+        if self.min_duration > self.max_duration:
+            raise ValueError("min_duration must not exceed max_duration")
+        return self
 
 
 class AudioRecipe(_Strict):
@@ -133,6 +140,8 @@ class Recipe(_Strict):
             needed.append(image.remove_background.model)
         if image.upscale.enabled and image.upscale.method == "realesrgan":
             needed.append(image.upscale.model)
+        if self.audio.transcribe.enabled:
+            needed.append(self.audio.transcribe.model)
         return needed
 
     def section_sha256(self, kind: str) -> str:

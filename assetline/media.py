@@ -93,6 +93,53 @@ def _is_cover_art(stream) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a time-based file holds, as PyAV reads it."""
+
+    container: str
+    duration: float | None  # seconds
+    video: VideoInfo | None
+    audio: AudioInfo | None
+
+
+def probe(path: Path) -> MediaInfo:
+    """Streams and duration of an audio or video file; `BadInputError` if PyAV can't read it."""
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            video = next((s for s in container.streams.video if not _is_cover_art(s)), None)
+            audio = next(iter(container.streams.audio), None)
+            duration = container.duration / av.time_base if container.duration else None
+            v = a = None
+            if video is not None:
+                rate = video.average_rate or video.guessed_rate
+                cc = video.codec_context
+                v = VideoInfo(cc.name, cc.width, cc.height, float(rate) if rate else None)
+            if audio is not None:
+                cc = audio.codec_context
+                a = AudioInfo(cc.name, cc.sample_rate, cc.channels)
+            return MediaInfo(container.format.name, duration, v, a)
+    except Exception as exc:
+        raise BadInputError(path, f"cannot read media: {exc}") from None
+
+
 @dataclass
 class LoadedImage:
     """A still ready for the models: 8-bit RGB, an optional 8-bit alpha, and what was done."""

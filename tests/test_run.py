@@ -82,7 +82,7 @@ def test_manifest_records_input_steps_models_run_and_ai_disclosure(first_run, pr
         assert len(step["model"]["sha256"]) == 64
     assert m["ai_disclosure"]["digital_source_type"] == IPTC + "compositeWithTrainedAlgorithmicMedia"
     assert m["ai_disclosure"]["ai_generated_content"] is True
-    assert m["run"]["flow_name"] == "process-image"
+    assert m["run"]["flow_name"] == "process-asset"
     assert m["run"]["flow_run_name"].startswith("astronaut.png · ")
     assert m["generator"]["name"] == "assetline"
     assert len(m["recipe_sha256"]) == 64

@@ -50,6 +50,16 @@ class Made:
     steps: list[StepRecord]
 
 
+def run_name() -> str:
+    """Flow runs are named after the asset: `chelsea.jpg · 07c5a883`."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    sha = params.get("sha256") or ""
+    name = Path(params["path"]).name
+    return f"{name} · {sha[:8]}" if sha else name
+
+
 def source_ref(asset: Asset) -> InputRef:
     return InputRef(path=str(asset.path.resolve()), sha256=asset.sha256, role="source", bytes=asset.bytes)
 

@@ -19,7 +19,7 @@ from assetline.assets import discover, identify, is_up_to_date
 from assetline.config import Recipe
 from assetline.errors import AssetlineError
 from assetline.flows._asset import AssetResult
-from assetline.flows.image import image_outputs, process_image
+from assetline.flows.asset import ROUTES, process_asset
 
 
 def failure_message(exc: BaseException, path: Path | None = None) -> str:
@@ -66,14 +66,16 @@ def process_one(path: Path, out_root: Path, recipe: Recipe) -> AssetResult:
         asset = identify(path)
     except AssetlineError:
         asset = None  # the flow run reports the cause, so the failure shows in Prefect too
-    wanted = image_outputs(recipe)
-    if asset and asset.kind == "image" and is_up_to_date(asset, out_root, wanted, recipe.section_sha256("image")):
+    known = asset is not None and asset.kind in ROUTES
+    wanted = ROUTES[asset.kind].outputs(recipe) if known else []
+    if known and is_up_to_date(asset, out_root, wanted, recipe.section_sha256(asset.kind)):
         result = AssetResult.skipped(asset, out_root / asset.folder_name, wanted)
     else:
         ensure_prefect_api()
-        run_tags = ["image", f"recipe:{recipe.section_sha256('image')[:8]}"]
+        kind = asset.kind if asset else "unidentified"
+        run_tags = [kind] + ([f"recipe:{recipe.section_sha256(kind)[:8]}"] if known else [])
         with tags(*run_tags):  # the flow run and its task runs carry the asset kind and the recipe
-            state = process_image(
+            state = process_asset(
                 str(path), str(out_root), recipe.model_dump(mode="json"), asset.sha256 if asset else None,
                 return_state=True,
             )  # fmt: skip

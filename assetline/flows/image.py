@@ -16,14 +16,13 @@ import sys
 from pathlib import Path
 
 from prefect import flow
-from prefect.runtime import flow_run
 
 from PIL import Image
 
 from assetline.assets import Asset, identify
 from assetline.config import Recipe, recipe_from_dict
 from assetline.errors import BadInputError
-from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, source_ref
+from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, run_name, source_ref
 from assetline.media import check_pixel_limit
 from assetline.provenance import StepRecord
 from assetline.tasks import remove_background, upscale
@@ -37,14 +36,7 @@ def image_outputs(recipe: Recipe) -> list[str]:
     return [name for name, on in ((CUTOUT, steps.remove_background.enabled), (UPSCALED, steps.upscale.enabled)) if on]
 
 
-def _run_name() -> str:
-    params = flow_run.parameters
-    sha = params.get("sha256") or ""
-    name = Path(params["path"]).name
-    return f"{name} · {sha[:8]}" if sha else name
-
-
-@flow(name="process-image", flow_run_name=_run_name, log_prints=True, persist_result=False)
+@flow(name="process-image", flow_run_name=run_name, log_prints=True, persist_result=False)
 def process_image(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
     """Cut out and upscale one still; returns what was made (or that it was already up to date)."""
     settings = recipe_from_dict(recipe or {})

@@ -122,23 +122,27 @@ def sidecar_for(output: Path) -> Path:
     return output.with_name(output.name + SIDECAR_SUFFIX)
 
 
+AI_SOURCE_TYPES = ("compositeWithTrainedAlgorithmicMedia", "trainedAlgorithmicMedia")
+
+
 def disclose(steps: list[StepRecord]) -> AIDisclosure:
     """The strongest digital source type among the steps, and which models made it so."""
     strongest = max((s.digital_source_type for s in steps), key=DIGITAL_SOURCE_TYPES.index, default="digitalCapture")
-    ai_models = [s.model.name for s in steps if s.model and "TrainedAlgorithmic" in s.digital_source_type]
-    ai = strongest in ("compositeWithTrainedAlgorithmicMedia", "trainedAlgorithmicMedia")
-    if ai:
-        names = ", ".join(dict.fromkeys(ai_models))
-        statement = f"Captured media altered by trained AI models ({names}): " + "; ".join(
-            s.name.replace("_", " ") for s in steps if "TrainedAlgorithmic" in s.digital_source_type
-        ) + "."
+    ai_steps = [s for s in steps if s.digital_source_type in AI_SOURCE_TYPES]
+    ai_models = list(dict.fromkeys(s.model.name for s in ai_steps if s.model))
+    what = "; ".join(s.name.replace("_", " ") for s in ai_steps)
+    by = f"trained AI models ({', '.join(ai_models)})" if ai_models else "trained AI models"
+    if strongest == "trainedAlgorithmicMedia":
+        statement = f"Generated from the source by {by}: {what}."
+    elif strongest == "compositeWithTrainedAlgorithmicMedia":
+        statement = f"Captured media altered by {by}: {what}."
     elif strongest == "algorithmicallyEnhanced":
         statement = "Captured media enhanced by conventional (non-AI) algorithms."
     else:
         statement = "No AI or algorithmic alteration."
     return AIDisclosure(
         digital_source_type=IPTC + strongest,
-        ai_generated_content=ai,
-        models=list(dict.fromkeys(ai_models)),
+        ai_generated_content=strongest in AI_SOURCE_TYPES,
+        models=ai_models,
         statement=statement,
     )

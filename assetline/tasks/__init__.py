@@ -5,6 +5,8 @@ and returns a `StepRecord` for provenance. It never sees Prefect state.
 """
 
 from assetline.tasks.remove_background import remove_background
+from assetline.tasks.subtitles import subtitles
+from assetline.tasks.transcribe import transcribe
 from assetline.tasks.upscale import upscale
 
-__all__ = ["remove_background", "upscale"]
+__all__ = ["remove_background", "subtitles", "transcribe", "upscale"]

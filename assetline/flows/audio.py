@@ -1,0 +1,70 @@
+"""The audio flow: speech arrives; it is transcribed, then subtitled.
+
+Trigger: `assetline run`, the inbox watcher, or the Prefect UI, with the path
+of one audio file (wav, mp3, m4a, flac, ogg: anything PyAV decodes). Produces,
+under `OUT/<stem>-<sha8>/`:
+  transcript.json   segments and words with times and probabilities (faster-whisper)
+  subtitles.srt     cues built to broadcast timing rules
+  subtitles.vtt     the same cues as WebVTT
+and next to each its `.provenance.json`. Pure silence gives a transcript with
+no segments and valid, empty subtitle files.
+
+Run on its own: `python -m assetline.flows.audio FILE [OUT]`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from prefect import flow
+
+from assetline.assets import Asset, identify
+from assetline.config import Recipe, recipe_from_dict
+from assetline.errors import BadInputError
+from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, run_name, source_ref
+
+TRANSCRIPT, SRT, VTT = "transcript.json", "subtitles.srt", "subtitles.vtt"
+
+
+def audio_outputs(recipe: Recipe) -> list[str]:
+    """The files an audio run makes under this recipe."""
+    audio = recipe.audio
+    if not audio.transcribe.enabled:
+        return []
+    return [TRANSCRIPT, SRT, VTT] if audio.subtitles.enabled else [TRANSCRIPT]
+
+
+def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult:
+    from assetline.tasks.subtitles import subtitles
+    from assetline.tasks.transcribe import transcribe
+
+    audio = recipe.audio
+
+    def make(stage: Path) -> list[Made]:
+        if not audio.transcribe.enabled:
+            return []
+        heard = transcribe(asset.path, stage, audio.transcribe)
+        transcript = stage / heard.output
+        made = [Made(transcript, [source_ref(asset)], [heard])]
+        if audio.subtitles.enabled:
+            inputs = [source_ref(asset), intermediate_ref(transcript)]
+            for cue_step in subtitles(transcript, stage, audio.subtitles):
+                made.append(Made(stage / cue_step.output, inputs, [heard, cue_step]))
+        return made
+
+    return produce(asset, out_root, recipe.section_sha256("audio"), audio_outputs(recipe), {TRANSCRIPT, SRT, VTT}, make)
+
+
+@flow(name="process-audio", flow_run_name=run_name, log_prints=True, persist_result=False)
+def process_audio(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
+    """Transcribe and subtitle one audio file."""
+    settings = recipe_from_dict(recipe or {})
+    asset = identify(Path(path))
+    if asset.kind != "audio":
+        raise BadInputError(path, f"is {asset.kind}, not audio")
+    return run_audio_steps(asset, Path(out), settings)
+
+
+if __name__ == "__main__":
+    print(process_audio(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "out"))
