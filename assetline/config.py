@@ -118,9 +118,60 @@ class SubtitleOptions(_Strict):
         return self
 
 
+class LoudnessOptions(_Strict):
+    """EBU R128 loudness normalisation (ffmpeg loudnorm, two passes: measure, then apply)."""
+
+    enabled: bool = True
+    integrated_lufs: float = Field(-23.0, ge=-70, le=-5)  # -23 broadcast (EBU R128), -16 web
+    true_peak_dbtp: float = Field(-1.0, ge=-9, le=0)
+    loudness_range_lu: float = Field(7.0, ge=1, le=50)
+
+
 class AudioRecipe(_Strict):
+    loudness: LoudnessOptions = LoudnessOptions()
     transcribe: TranscribeOptions = TranscribeOptions()
     subtitles: SubtitleOptions = SubtitleOptions()
+
+
+class DenoiseOptions(_Strict):
+    method: Literal["hqdn3d", "nlmeans", "off"] = "hqdn3d"  # nlmeans: better, much slower
+
+
+class VideoUpscaleOptions(_Strict):
+    enabled: bool = True
+    method: Literal["lanczos", "realesrgan"] = "lanczos"  # realesrgan: learned, per frame, slow
+    scale: Literal[2, 3, 4] = 2
+    target_height: int | None = Field(None, ge=16, le=8640)  # instead of scale; width keeps the aspect
+    model: str = "realesr-animevideov3"
+    tile: int = Field(256, ge=32, le=2048)
+    tile_overlap: int = Field(16, ge=0, le=128)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        return _model_of_family(v, "realesrgan")
+
+
+class EncodeOptions(_Strict):
+    crf: int = Field(18, ge=0, le=51)  # libx264 quality: lower is better
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = "medium"
+
+
+class PackageOptions(_Strict):
+    soft_subtitles: bool = True  # a mov_text track in video.mp4, language tagged
+    burn_in: bool = False  # also video.burned.mp4 with the subtitles drawn in (libass)
+    subtitle_language: str = Field("eng", pattern=r"^[a-z]{3}$")  # ISO 639-2
+
+
+class FootageRecipe(_Strict):
+    device: Device = "cpu"
+    denoise: DenoiseOptions = DenoiseOptions()
+    loudness: LoudnessOptions = LoudnessOptions()
+    upscale: VideoUpscaleOptions = VideoUpscaleOptions()
+    encode: EncodeOptions = EncodeOptions()
+    transcribe: TranscribeOptions = TranscribeOptions()
+    subtitles: SubtitleOptions = SubtitleOptions()
+    package: PackageOptions = PackageOptions()
 
 
 class RunOptions(_Strict):
@@ -131,6 +182,7 @@ class Recipe(_Strict):
     run: RunOptions = RunOptions()
     image: ImageRecipe = ImageRecipe()
     audio: AudioRecipe = AudioRecipe()
+    video: FootageRecipe = FootageRecipe()
 
     def required_models(self) -> list[str]:
         """The registered models this recipe will load."""
