@@ -106,9 +106,10 @@ def _print_results(results: list) -> None:
         table.add_column(col, overflow="fold")
     style = {"done": "green", "skipped": "cyan", "failed": "red"}
     for r in results:
-        where = r.message if r.status == "failed" else (
-            "\n".join(str(Path(r.out_dir) / name) for name in r.outputs) if r.outputs else r.message
-        )
+        if r.status == "failed":
+            where = r.message
+        else:  # the outputs, then any note (e.g. a clip without sound: transcription skipped)
+            where = "\n".join([str(Path(r.out_dir) / name) for name in r.outputs] + ([r.message] if r.message else []))
         table.add_row(Path(r.source).name, f"[{style[r.status]}]{r.status}[/]", where, f"{r.seconds:.1f}s")
     out.print(table)
     counts = {s: sum(r.status == s for r in results) for s in style}

@@ -1,32 +1,55 @@
-"""Demo inputs made offline from photos that scikit-image ships (public domain / CC0)."""
+"""Demo inputs, made offline: photos scikit-image ships, and real speech assetline ships.
+
+- four stills from scikit-image's data (public domain / CC0 photos);
+- speech.wav: CMU ARCTIC a0007, "And you always want to see it in the
+  superlative degree." (free use with notice: demo_data/speech.COPYING);
+- interview.mp4: a moving test picture with that speech as its soundtrack,
+  made here with ffmpeg.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from PIL import Image
 
-# name -> (skimage.data function, size to save at): portraits, objects, a cat.
+DEMO_DATA = Path(__file__).parent / "demo_data"
+
+# name -> skimage.data function: a portrait, a cat, objects, a rocket.
 DEMO_STILLS = {
-    "astronaut.jpg": ("astronaut", None),
-    "chelsea.jpg": ("chelsea", None),
-    "coffee.png": ("coffee", None),
-    "rocket.jpg": ("rocket", None),
+    "astronaut.jpg": "astronaut",
+    "chelsea.jpg": "chelsea",
+    "coffee.png": "coffee",
+    "rocket.jpg": "rocket",
 }
 
 
 def make_demo_inputs(folder: Path) -> list[Path]:
-    """Write the demo stills into `folder` (unchanged files are left as they are)."""
+    """Write the demo inputs into `folder` (files already there are left as they are)."""
     from skimage import data
+
+    from assetline.ffmpeg import run_ffmpeg
 
     folder.mkdir(parents=True, exist_ok=True)
     made = []
-    for name, (func, size) in DEMO_STILLS.items():
+    for name, func in DEMO_STILLS.items():
         path = folder / name
         if not path.exists():
             img = Image.fromarray(getattr(data, func)())
-            if size:
-                img = img.resize(size, Image.Resampling.LANCZOS)
             img.save(path, quality=92) if path.suffix == ".jpg" else img.save(path)
         made.append(path)
+    speech = folder / "speech.wav"
+    if not speech.exists():
+        shutil.copyfile(DEMO_DATA / "speech.wav", speech)
+    made.append(speech)
+    clip = folder / "interview.mp4"
+    if not clip.exists():
+        run_ffmpeg(
+            ["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4.2", "-i", str(DEMO_DATA / "speech.wav"),
+             "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-t", "4.2",
+             str(clip)],
+            clip,
+        )  # fmt: skip
+    made.append(clip)
     return made

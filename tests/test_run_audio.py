@@ -69,8 +69,11 @@ def test_subtitle_manifest_names_the_transcript_and_the_model(audio_run):
     _, out, _, _ = audio_run
     folder = folder_of(out, "arctic_a0007")
     m = json.loads((folder / "subtitles.srt.provenance.json").read_text())
-    assert [s["name"] for s in m["steps"]] == ["transcribe", "subtitles"]
-    assert m["steps"][0]["model"]["name"] == "whisper-tiny.en"
+    assert [s["name"] for s in m["steps"]] == ["normalize_loudness", "transcribe", "subtitles"]
+    heard = next(s for s in m["steps"] if s["name"] == "transcribe")
+    assert heard["model"]["name"] == "whisper-tiny.en"
+    loud = m["steps"][0]["parameters"]
+    assert loud["silent"] is False and abs(loud["output"]["integrated_lufs"] - (-23.0)) <= 1.0
     assert {i["role"]: i["path"] for i in m["inputs"]}["intermediate"] == "transcript.json"
     assert m["ai_disclosure"]["digital_source_type"] == IPTC + "trainedAlgorithmicMedia"
     assert "whisper-tiny.en" in m["ai_disclosure"]["statement"]

@@ -3,6 +3,7 @@
 Trigger: `assetline run`, the inbox watcher, or the Prefect UI, with the path
 of one audio file (wav, mp3, m4a, flac, ogg: anything PyAV decodes). Produces,
 under `OUT/<stem>-<sha8>/`:
+  (the sound is first normalised to EBU R128 loudness; the measurements go into provenance)
   transcript.json   segments and words with times and probabilities (faster-whisper)
   subtitles.srt     cues built to broadcast timing rules
   subtitles.vtt     the same cues as WebVTT
@@ -27,7 +28,7 @@ from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce,
 TRANSCRIPT, SRT, VTT = "transcript.json", "subtitles.srt", "subtitles.vtt"
 
 
-def audio_outputs(recipe: Recipe) -> list[str]:
+def audio_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
     """The files an audio run makes under this recipe."""
     audio = recipe.audio
     if not audio.transcribe.enabled:
@@ -36,6 +37,7 @@ def audio_outputs(recipe: Recipe) -> list[str]:
 
 
 def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult:
+    from assetline.tasks.loudness import normalize_loudness
     from assetline.tasks.subtitles import subtitles
     from assetline.tasks.transcribe import transcribe
 
@@ -44,13 +46,18 @@ def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
     def make(stage: Path) -> list[Made]:
         if not audio.transcribe.enabled:
             return []
-        heard = transcribe(asset.path, stage, audio.transcribe)
+        listen_to, steps = asset.path, []
+        if audio.loudness.enabled:  # transcribe the cleaned sound; its loudness goes into the manifests
+            cleaned = normalize_loudness(asset.path, stage, audio.loudness)
+            listen_to, steps = stage / cleaned.output, [cleaned]
+        heard = transcribe(listen_to, stage, audio.transcribe)
+        steps.append(heard)
         transcript = stage / heard.output
-        made = [Made(transcript, [source_ref(asset)], [heard])]
+        made = [Made(transcript, [source_ref(asset)], list(steps))]
         if audio.subtitles.enabled:
             inputs = [source_ref(asset), intermediate_ref(transcript)]
             for cue_step in subtitles(transcript, stage, audio.subtitles):
-                made.append(Made(stage / cue_step.output, inputs, [heard, cue_step]))
+                made.append(Made(stage / cue_step.output, inputs, steps + [cue_step]))
         return made
 
     return produce(asset, out_root, recipe.section_sha256("audio"), audio_outputs(recipe), {TRANSCRIPT, SRT, VTT}, make)

@@ -30,7 +30,7 @@ from assetline.tasks.remove_background import OUTPUT_NAME as CUTOUT
 from assetline.tasks.upscale import OUTPUT_NAME as UPSCALED
 
 
-def image_outputs(recipe: Recipe) -> list[str]:
+def image_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
     """The files an image run makes under this recipe, in the order they are made."""
     steps = recipe.image
     return [name for name, on in ((CUTOUT, steps.remove_background.enabled), (UPSCALED, steps.upscale.enabled)) if on]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from assetline.errors import DeviceError
 from assetline.models import ModelSpec
-from assetline.provenance import ModelRef
+from assetline.provenance import ModelRef, ToolRef
 from assetline.storage import fsync_file
 
 PNG_COMPRESS_LEVEL = 4  # zlib level: level 9 costs about 3x the time for ~5% smaller files
@@ -22,6 +22,17 @@ def package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "unknown"
+
+
+def ffmpeg_tool() -> ToolRef:
+    """The ffmpeg every step runs: imageio-ffmpeg's static binary, by its own version."""
+    import imageio_ffmpeg
+
+    return ToolRef(
+        name="ffmpeg",
+        version=imageio_ffmpeg.get_ffmpeg_version(),
+        runtime=f"imageio-ffmpeg {package_version('imageio-ffmpeg')}",
+    )
 
 
 def model_ref(spec: ModelSpec, only: tuple[str, ...] | None = None) -> ModelRef:

@@ -1,0 +1,285 @@
+"""Packaging: the finished picture, the normalised sound and the subtitles in one `video.mp4`.
+
+`video.mp4` copies the picture's video stream untouched, carries the sound as
+AAC and the subtitles as a soft mov_text track tagged with their language; on
+request `video.burned.mp4` has the subtitles drawn into the picture by libass,
+in the font the project ships.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pysubs2
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from assetline.config import EncodeOptions, PackageOptions
+from assetline.errors import BadInputError, OutputError
+from assetline.ffmpeg import filter_escape, run_ffmpeg
+from assetline.media import MediaInfo, probe
+from assetline.provenance import StepRecord, ToolRef, utc_now
+from assetline.storage import fsync_file, sha256_file
+from assetline.tasks._common import ffmpeg_tool
+
+OUTPUT_NAME = "video.mp4"
+BURNED_NAME = "video.burned.mp4"
+
+AUDIO_CODEC = "aac"
+AUDIO_BITRATE = "192k"
+AUDIO_SAMPLE_RATE = 48_000
+
+# DejaVu Sans (Bitstream Vera license, see fonts/LICENSE_DEJAVU), taken from the matplotlib
+# 3.11.2 wheel. libass draws nothing, and ffmpeg does not fail, when it finds no font,
+# and a machine without system fonts finds none; so burn-in always names this one.
+# libass tries every file in the folder it is given as a font: the folder holds fonts only.
+FONTS_DIR = Path(__file__).resolve().parents[1] / "fonts" / "ttf"
+FONT_FILE = "DejaVuSans.ttf"
+FONT_NAME = "DejaVu Sans"
+
+# Sizes are in the script's 384x288 space (what ffmpeg gives an SRT), scaled to the
+# frame's height. Size 16 keeps a 42-character line on one line even in a 4:3 frame,
+# so libass never re-wraps the cues the subtitles step balanced; white on a black
+# outline reads on any picture; the margin keeps the text inside the title-safe area.
+BURN_IN_STYLE: dict[str, str | int | float] = {
+    "FontName": FONT_NAME,
+    "FontSize": 16,
+    "PrimaryColour": "&H00FFFFFF",
+    "OutlineColour": "&H00000000",
+    "BorderStyle": 1,
+    "Outline": 1.5,
+    "Shadow": 0,
+    "Alignment": 2,  # bottom centre
+    "MarginV": 20,
+}
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """How one stream gets into an output: ffmpeg's input and output arguments, what provenance records."""
+
+    inputs: list[str] = field(default_factory=list)  # "-i", path (or nothing: from the picture)
+    arguments: list[str] = field(default_factory=list)  # -map and codec options
+    parameters: dict[str, Any] | None = None  # None: no such stream
+    note: str | None = None  # why there is none
+
+
+def _sound(picture: Path, picture_info: MediaInfo, audio: Path | None, input_index: int) -> _Stream:
+    """The normalised audio encoded as AAC; without it the picture's own sound, or none."""
+    encode = ["-c:a", AUDIO_CODEC, "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_SAMPLE_RATE)]
+    encoded = {"codec": AUDIO_CODEC, "bitrate": AUDIO_BITRATE, "sample_rate": AUDIO_SAMPLE_RATE, "action": "encode"}
+    if audio is not None:
+        return _Stream(
+            ["-i", str(audio.resolve())],
+            ["-map", f"{input_index}:a:0", *encode],
+            {"source": audio.name, **encoded},
+        )
+    own = picture_info.audio
+    if own is None:
+        return _Stream()
+    if own.codec == AUDIO_CODEC:
+        copied = {"codec": own.codec, "sample_rate": own.sample_rate, "action": "copy"}
+        return _Stream([], ["-map", "0:a:0", "-c:a", "copy"], {"source": picture.name, **copied})
+    return _Stream([], ["-map", "0:a:0", *encode], {"source": picture.name, **encoded})
+
+
+def _soft_track(srt: Path | None, cues: int, options: PackageOptions, input_index: int) -> _Stream:
+    """The cues as a mov_text track tagged with their language, when there are any and the recipe wants it."""
+    if srt is None:
+        return _Stream(note="no subtitles given")
+    if not options.soft_subtitles:
+        return _Stream(note="soft subtitles off in the recipe")
+    if cues == 0:
+        return _Stream(note=f"{srt.name} has no cues: no subtitle track")
+    return _Stream(
+        ["-f", "srt", "-i", str(srt.resolve())],
+        ["-map", f"{input_index}:s:0", "-c:s", "mov_text",
+         "-metadata:s:s:0", f"language={options.subtitle_language}"],
+        {"codec": "mov_text", "language": options.subtitle_language, "cues": cues, "source": srt.name},
+    )  # fmt: skip
+
+
+def count_cues(srt: Path) -> int:
+    """Cues in an SRT file; an empty file has none."""
+    try:
+        return len(pysubs2.load(str(srt), encoding="utf-8", format_="srt"))
+    except OSError as exc:
+        raise BadInputError(srt, f"cannot read subtitles: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, pysubs2.Pysubs2Error) as exc:
+        raise BadInputError(srt, f"not readable as SRT ({exc})") from None
+
+
+def _write_mp4(out: Path, arguments: list[str]) -> None:
+    """Run ffmpeg into a temporary name next to `out`, then rename: `out` appears whole or not at all.
+
+    ffmpeg creates the file itself, so it gets the permissions any new file gets.
+    """
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        run_ffmpeg([*arguments, "-movflags", "+faststart", "-f", "mp4", str(tmp.resolve())], out)
+        fsync_file(tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OutputError(out, exc.strerror or str(exc)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def force_style() -> str:
+    """The libass style override burn-in uses, as the subtitles filter's `force_style` takes it."""
+    return ",".join(f"{key}={value}" for key, value in BURN_IN_STYLE.items())
+
+
+def subtitles_filter(srt: Path) -> str:
+    """The `subtitles` filter drawing `srt` in the shipped font; every path escaped for the filter graph."""
+    return (
+        f"subtitles=filename={filter_escape(str(srt.resolve()))}"
+        f":fontsdir={filter_escape(str(FONTS_DIR))}"
+        f":force_style={filter_escape(force_style())}"
+    )
+
+
+def _inputs_readable(picture: Path, audio: Path | None) -> MediaInfo:
+    picture_info = probe(picture)
+    if picture_info.video is None:
+        raise BadInputError(picture, "has no video stream to package")
+    if audio is not None and probe(audio).audio is None:
+        raise BadInputError(audio, "has no audio stream")
+    return picture_info
+
+
+@task(name="package", cache_policy=NO_CACHE, persist_result=False)
+def package(
+    picture: Path,
+    dest_dir: Path,
+    audio: Path | None,
+    subtitles_srt: Path | None,
+    options: PackageOptions = PackageOptions(),
+    encode: EncodeOptions = EncodeOptions(),
+) -> list[StepRecord]:
+    """Mux `dest_dir/video.mp4`; with `options.burn_in` and subtitles, also `dest_dir/video.burned.mp4`.
+
+    Args:
+        picture: an MP4 whose first video stream is the finished (cleaned, upscaled)
+            H.264 picture; it is copied, never re-encoded, into `video.mp4`.
+        dest_dir: folder the outputs are written to (a staging folder in a run).
+        audio: the normalised sound (any file ffmpeg reads, FLAC 48 kHz from the
+            loudness step), encoded as AAC 192 kb/s, 48 kHz. None keeps the picture's
+            own sound (copied when it is AAC, else encoded the same way), or none.
+        subtitles_srt: cues from the subtitles step, whose writer has already made
+            the text literal (no styling or positioning codes). None, or a file with
+            no cues, gives no subtitle track and nothing drawn.
+        options: `soft_subtitles` (default on) adds a mov_text track tagged
+            `subtitle_language` (ISO 639-2, default "eng"); `burn_in` (default off)
+            also writes `video.burned.mp4` when `subtitles_srt` is given.
+        encode: libx264 `crf` (default 18) and `preset` (default "medium") for the
+            re-encode burn-in needs.
+
+    Every stream is mapped explicitly; nothing is cut to the shortest stream. Both
+    files are fast-start (the index before the media data) for progressive playback.
+    Returns one StepRecord per file: "package" for `video.mp4`, then "burn_in"
+    for `video.burned.mp4`.
+    """
+    started = utc_now()
+    picture_info = _inputs_readable(picture, audio)
+    cues = count_cues(subtitles_srt) if subtitles_srt is not None else 0
+    tool = ffmpeg_tool()
+    video_codec = picture_info.video.codec  # type: ignore[union-attr]  # checked above
+
+    # video.mp4: input 0 the picture, then the sound, then the subtitles.
+    sound = _sound(picture, picture_info, audio, input_index=1)
+    track = _soft_track(subtitles_srt, cues, options, input_index=2 if sound.inputs else 1)
+    _write_mp4(
+        dest_dir / OUTPUT_NAME,
+        ["-i", str(picture.resolve()), *sound.inputs, *track.inputs,
+         "-map", "0:v:0", "-c:v", "copy", *sound.arguments, *track.arguments],
+    )  # fmt: skip
+    parameters: dict[str, Any] = {
+        "streams": ["video"] + (["audio"] if sound.parameters else []) + (["subtitles"] if track.parameters else []),
+        "video": {"codec": video_codec, "action": "copy", "source": picture.name},
+        "audio": sound.parameters,
+        "subtitles": track.parameters,
+        "faststart": True,
+    }
+    if track.note:
+        parameters["subtitles_note"] = track.note
+    if options.burn_in and subtitles_srt is None:
+        parameters["burn_in_note"] = f"no subtitles to draw: no {BURNED_NAME}"
+    # A mux changes no pixel or sample. With a subtitle track the file joins captured
+    # picture and text a speech model wrote: IPTC's composite type. Without one, the step
+    # adds nothing of its own ("digitalCapture", the lowest in the ordering), so the
+    # manifest's disclosure comes from the steps that did change the media.
+    records = [
+        StepRecord(
+            name="package",
+            tool=tool,
+            parameters=parameters,
+            started_at=started,
+            ended_at=utc_now(),
+            digital_source_type="compositeWithTrainedAlgorithmicMedia" if track.parameters else "digitalCapture",
+            output=OUTPUT_NAME,
+        )
+    ]
+    if options.burn_in and subtitles_srt is not None:
+        records.append(_burn_in(picture, picture_info, dest_dir, audio, subtitles_srt, cues, encode, tool))
+    return records
+
+
+def _burn_in(
+    picture: Path,
+    picture_info: MediaInfo,
+    dest_dir: Path,
+    audio: Path | None,
+    subtitles_srt: Path,
+    cues: int,
+    encode: EncodeOptions,
+    tool: ToolRef,
+) -> StepRecord:
+    """`video.burned.mp4`: the picture re-encoded with the cues drawn in, the sound as in `video.mp4`.
+
+    An SRT without cues (a clip with no speech) still gives the file the recipe
+    promises, with nothing drawn: the subtitles filter refuses an empty SRT.
+    """
+    started = utc_now()
+    sound = _sound(picture, picture_info, audio, input_index=1)
+    drawn = cues > 0
+    video_filter = ["-vf", subtitles_filter(subtitles_srt)] if drawn else []
+    arguments = [
+        "-i", str(picture.resolve()), *sound.inputs,
+        "-map", "0:v:0", *video_filter,
+        "-c:v", "libx264", "-crf", str(encode.crf), "-preset", encode.preset, "-pix_fmt", "yuv420p",
+        "-fps_mode", "passthrough",  # every frame of the picture, none dropped or doubled
+        *sound.arguments,
+    ]  # fmt: skip
+    _write_mp4(dest_dir / BURNED_NAME, arguments)
+    parameters: dict[str, Any] = {
+        "streams": ["video"] + (["audio"] if sound.parameters else []),
+        "video": {"codec": "h264", "encoder": "libx264", "crf": encode.crf, "preset": encode.preset,
+                  "pix_fmt": "yuv420p", "source": picture.name},
+        "audio": sound.parameters,
+        "subtitles": {
+            "filter": "subtitles (libass)",
+            "source": subtitles_srt.name,
+            "cues": cues,
+            "font": {"name": FONT_NAME, "file": FONT_FILE, "sha256": sha256_file(FONTS_DIR / FONT_FILE)},
+            "style": BURN_IN_STYLE,
+        },
+        "faststart": True,
+    }  # fmt: skip
+    if not drawn:
+        parameters["subtitles_note"] = "no cues: nothing drawn"
+    # Drawn-in text a speech model wrote, on captured pictures: a composite. With nothing
+    # drawn this is a plain re-encode, which adds no type of its own.
+    return StepRecord(
+        name="burn_in",
+        tool=tool,
+        parameters=parameters,
+        started_at=started,
+        ended_at=utc_now(),
+        digital_source_type="compositeWithTrainedAlgorithmicMedia" if drawn else "digitalCapture",
+        output=BURNED_NAME,
+    )
