@@ -194,7 +194,12 @@ class Recipe(_Strict):
             needed.append(image.upscale.model)
         if self.audio.transcribe.enabled:
             needed.append(self.audio.transcribe.model)
-        return needed
+        video = self.video
+        if video.upscale.enabled and video.upscale.method == "realesrgan":
+            needed.append(video.upscale.model)
+        if video.transcribe.enabled:
+            needed.append(video.transcribe.model)
+        return list(dict.fromkeys(needed))
 
     def section_sha256(self, kind: str) -> str:
         """Digest of the part of the recipe that shapes one kind's outputs.

@@ -69,7 +69,7 @@ def _probe_av_kind(path: Path) -> Kind:
             if name == "image2" or name.endswith("_pipe"):
                 raise BadInputError(path, "not a recognised image, video or audio file")
             has_video = any(
-                s.type == "video" and not _is_cover_art(s) for s in container.streams
+                s.type == "video" and not is_cover_art(s) for s in container.streams
             )
             has_audio = any(s.type == "audio" for s in container.streams)
     except BadInputError:
@@ -83,7 +83,7 @@ def _probe_av_kind(path: Path) -> Kind:
     raise BadInputError(path, "media file has no video or audio stream")
 
 
-def _is_cover_art(stream) -> bool:
+def is_cover_art(stream) -> bool:
     disposition = getattr(stream, "disposition", None)
     try:
         import av
@@ -124,7 +124,7 @@ def probe(path: Path) -> MediaInfo:
 
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            video = next((s for s in container.streams.video if not _is_cover_art(s)), None)
+            video = next((s for s in container.streams.video if not is_cover_art(s)), None)
             audio = next(iter(container.streams.audio), None)
             duration = container.duration / av.time_base if container.duration else None
             v = a = None

@@ -17,13 +17,14 @@ from assetline.config import Recipe, recipe_from_dict
 from assetline.errors import BadInputError
 from assetline.flows._asset import AssetResult, run_name
 from assetline.flows.audio import audio_outputs, run_audio_steps
+from assetline.flows.footage import footage_outputs, run_footage_steps
 from assetline.flows.image import image_outputs, run_image_steps
 
 
 class Route:
     """How one kind of asset is processed: its steps, and the outputs a recipe makes for it."""
 
-    def __init__(self, steps: Callable[[Asset, Path, Recipe], AssetResult], outputs: Callable[[Recipe], list[str]]):
+    def __init__(self, steps: Callable[[Asset, Path, Recipe], AssetResult], outputs: Callable[[Recipe, Asset], list[str]]):
         self.steps = steps
         self.outputs = outputs
 
@@ -31,6 +32,7 @@ class Route:
 ROUTES: dict[str, Route] = {
     "image": Route(run_image_steps, image_outputs),
     "audio": Route(run_audio_steps, audio_outputs),
+    "video": Route(run_footage_steps, footage_outputs),
 }
 
 

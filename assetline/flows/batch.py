@@ -67,7 +67,7 @@ def process_one(path: Path, out_root: Path, recipe: Recipe) -> AssetResult:
     except AssetlineError:
         asset = None  # the flow run reports the cause, so the failure shows in Prefect too
     known = asset is not None and asset.kind in ROUTES
-    wanted = ROUTES[asset.kind].outputs(recipe) if known else []
+    wanted = ROUTES[asset.kind].outputs(recipe, asset) if known else []
     if known and is_up_to_date(asset, out_root, wanted, recipe.section_sha256(asset.kind)):
         result = AssetResult.skipped(asset, out_root / asset.folder_name, wanted)
     else:

@@ -1,0 +1,480 @@
+"""The picture of a clip, rendered in one streaming pass: denoise, upscale, H.264 encode.
+
+Lanczos is one ffmpeg run. Real-ESRGAN streams frames: ffmpeg decodes (and
+denoises) into a pipe, each frame goes through the net, and PyAV encodes it
+next to the source's audio packets; nothing is dumped to disk and memory does
+not grow with the clip's length. Either way every frame keeps its own
+timestamp (variable frame rate stays variable, so subtitles stay in sync), the
+sample aspect ratio and the rotation metadata survive, and the audio is copied
+unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from itertools import pairwise
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from assetline import models
+from assetline.config import DenoiseOptions, EncodeOptions, VideoUpscaleOptions
+from assetline.errors import BadInputError, OutputError
+from assetline.ffmpeg import ffmpeg_exe, run_ffmpeg
+from assetline.media import is_cover_art
+from assetline.provenance import ModelRef, StepRecord, ToolRef, utc_now
+from assetline.storage import fsync_file
+from assetline.tasks._common import ffmpeg_tool, model_ref, package_version
+from assetline.tasks.upscale import native_scale, ncnn_net, run_tiled
+
+OUTPUT_NAME = "video.picture.mp4"
+
+# Spelled out so the manifest records exactly what ran. hqdn3d: ffmpeg's defaults, a light
+# cleanup. nlmeans: s=3, since its default s=1 leaves ordinary sensor grain (sigma 3-6) untouched.
+DENOISE_FILTERS = {
+    "hqdn3d": "hqdn3d=4:3:6:4.5",  # luma/chroma spatial, luma/chroma temporal strength
+    "nlmeans": "nlmeans=s=3.0:p=7:r=15",  # strength (about the noise sigma), patch, research window
+}
+
+PIX_FMT = "yuv420p"
+
+# Frames a decoder may legitimately drop (a leading frame without its reference);
+# more missing than this means the file ends early or is damaged.
+MISSING_FRAMES_ALLOWED = 2
+
+
+@dataclass(frozen=True)
+class SourcePicture:
+    """What the render keeps from the source's picture: size, shape, timing, orientation."""
+
+    index: int  # stream index in the file (cover art is never picked)
+    width: int  # coded size, before any rotation is applied for display
+    height: int
+    sar: Fraction
+    fps: float | None  # average frame rate
+    frames: int  # 0 when the container does not count them
+    time_base: Fraction
+    rotation: int  # degrees counter-clockwise, as the display matrix says
+    display_matrix: tuple[int, ...] | None  # the raw 3x3 matrix, kept as is (flips included)
+    audio_codecs: tuple[str, ...]
+
+    def facts(self, vfr: bool | None) -> dict:
+        return {
+            "coded_size": [self.width, self.height],
+            "sar": f"{self.sar.numerator}:{self.sar.denominator}",
+            "fps": round(self.fps, 3) if self.fps else None,
+            "vfr": vfr,
+            "frames": self.frames or None,
+            "time_base": str(self.time_base),
+            "rotation": self.rotation,
+        }
+
+
+def probe_picture(path: Path) -> SourcePicture:
+    """Read the video stream's facts with PyAV, decoding one frame for its display matrix.
+
+    Raises `BadInputError` for junk, a truncated container, a file without video.
+    """
+    import av
+
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            video = next((s for s in container.streams.video if not is_cover_art(s)), None)
+            if video is None:
+                raise BadInputError(path, "has no video stream")
+            cc = video.codec_context
+            rate = video.average_rate or video.guessed_rate
+            first = next(container.decode(video), None)
+            if first is None:
+                raise BadInputError(path, "no video frame could be decoded")
+            matrix = first.side_data.get("DISPLAYMATRIX")
+            return SourcePicture(
+                index=video.index,
+                width=cc.width,
+                height=cc.height,
+                sar=video.sample_aspect_ratio or Fraction(1, 1),
+                fps=float(rate) if rate else None,
+                frames=video.frames,
+                time_base=video.time_base,
+                rotation=first.rotation if matrix is not None else 0,
+                display_matrix=struct.unpack("=9i", bytes(matrix)) if matrix is not None else None,
+                audio_codecs=tuple(s.codec_context.name for s in container.streams.audio),
+            )
+    except BadInputError:
+        raise
+    except av.error.FFmpegError as exc:
+        cause = _demuxer_complaint(path) or exc.strerror or type(exc).__name__
+        raise BadInputError(path, f"cannot read video: {cause}") from None
+    except Exception as exc:  # PyAV raises many types for junk input
+        raise BadInputError(path, f"cannot read video: {exc}") from None
+
+
+def _demuxer_complaint(path: Path) -> str | None:
+    """ffmpeg's first error on opening `path` ("moov atom not found"): it says more than PyAV's error code.
+
+    Asked of the ffmpeg binary because PyAV's log is process-wide and drops repeated messages.
+    """
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path)],
+                          capture_output=True, text=True, errors="replace", timeout=60)  # fmt: skip
+    for line in proc.stderr.splitlines():
+        message = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())  # "[in#0 @ 0x55...] " names no file
+        if message:
+            return message
+    return None
+
+
+def _output_timing(path: Path, source_tick: Fraction) -> tuple[int, bool | None]:
+    """Frames in the rendered MP4, and whether the gaps between them differ (variable frame rate).
+
+    Read from the output's sample index, which MP4 always has in full: its
+    timestamps are the source's, which a Matroska source's index (key frames
+    only) could not tell without reading the whole file. Gaps that differ by
+    no more than one tick of the source's clock (30 fps in milliseconds: 33,
+    33, 34) are rounding, not a varying rate.
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        entries = stream.index_entries
+        if stream.frames < 3 or len(entries) != stream.frames:
+            return stream.frames, None
+        gaps = {b.timestamp - a.timestamp for a, b in pairwise(entries)}
+        spread = (max(gaps) - min(gaps)) * stream.time_base
+        return stream.frames, spread > source_tick + stream.time_base
+
+
+def _even(x: float) -> int:
+    return max(2, int(x / 2 + 0.5) * 2)
+
+
+def output_size(width: int, height: int, upscale: VideoUpscaleOptions) -> tuple[int, int]:
+    """Coded output size: ×scale, or `target_height` with the width that keeps the aspect; both even.
+
+    The target height is the coded height: for phone footage stored sideways
+    with rotation metadata, the short side, as with "1080p".
+    """
+    if not upscale.enabled:
+        return _even(width), _even(height)
+    if upscale.target_height:
+        h = _even(upscale.target_height)
+        return _even(width * h / height), h
+    return _even(width * upscale.scale), _even(height * upscale.scale)
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """What one path did: how it upscaled (parameters and tool), what encoded, which model if any."""
+
+    upscale: dict
+    upscaler: ToolRef
+    encoder: ToolRef
+    model: ModelRef | None = None
+
+
+@task(name="render_video", cache_policy=NO_CACHE, persist_result=False)
+def render_video(
+    source: Path,
+    dest_dir: Path,
+    denoise: DenoiseOptions = DenoiseOptions(),
+    upscale: VideoUpscaleOptions = VideoUpscaleOptions(),
+    encode: EncodeOptions = EncodeOptions(),
+    device: str = "cpu",
+) -> list[StepRecord]:
+    """Denoise, upscale and encode the picture of `source` into `dest_dir/video.picture.mp4`.
+
+    The source's audio streams are copied unchanged beside the picture; later
+    steps swap in normalised audio and add subtitles.
+
+    Args:
+        source: a video file; never modified.
+        dest_dir: folder the result is written to (whole or not at all).
+        denoise: "hqdn3d" (default, fast), "nlmeans" (better, much slower) or "off".
+        upscale: method "lanczos" (default, ffmpeg scale) or "realesrgan"
+            (animevideov3 through ncnn, per frame, slow); ×scale (default 2)
+            or `target_height`; width follows the aspect ratio, both even.
+            `enabled=False` only denoises and encodes.
+        encode: libx264 CRF (default 18) and preset (default medium); always
+            yuv420p, MP4 with the index first (faststart).
+        device: for realesrgan: "cpu", "cuda" (a Vulkan GPU through ncnn; an
+            error if absent) or "auto". Lanczos always runs on the CPU.
+
+    Returns one record per operation done, in order: denoise (unless off),
+    upscale (if enabled), transcode.
+    """
+    started = utc_now()
+    picture = probe_picture(source)
+    size = output_size(picture.width, picture.height, upscale)
+    learned = upscale.enabled and upscale.method == "realesrgan"
+    out = dest_dir / OUTPUT_NAME
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{OUTPUT_NAME}.", suffix=".tmp", dir=dest_dir)
+    except OSError as exc:
+        raise OutputError(dest_dir, f"cannot write here: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if learned:
+            done = _render_learned(source, tmp, picture, size, denoise, upscale, encode, device)
+        else:
+            done = _render_lanczos(source, tmp, picture, size, denoise, encode)
+        frames, vfr = _output_timing(tmp, picture.time_base)
+        _check_complete(source, picture, frames)
+        fsync_file(tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    ended = utc_now()
+
+    def record(name: str, tool: ToolRef, parameters: dict, model: ModelRef | None = None) -> StepRecord:
+        kind = "compositeWithTrainedAlgorithmicMedia" if model else "algorithmicallyEnhanced"
+        return StepRecord(name=name, tool=tool, model=model, parameters=parameters, started_at=started,
+                          ended_at=ended, digital_source_type=kind, output=OUTPUT_NAME)  # fmt: skip
+
+    steps = []
+    if denoise.method != "off":
+        filters = {"method": denoise.method, "filter": DENOISE_FILTERS[denoise.method]}
+        steps.append(record("denoise", ffmpeg_tool(), filters))
+    source_facts = {"source": picture.facts(vfr)}
+    if upscale.enabled:
+        params = {"method": upscale.method}
+        params.update({"target_height": upscale.target_height} if upscale.target_height else {"scale": upscale.scale})
+        params.update(input_size=[picture.width, picture.height], output_size=list(size), **done.upscale)
+        steps.append(record("upscale", done.upscaler, params | source_facts, done.model))
+    transcode = {
+        "codec": "libx264",
+        "crf": encode.crf,
+        "preset": encode.preset,
+        "pix_fmt": PIX_FMT,
+        "container": "mp4",
+        "faststart": True,
+        "timestamps": "each frame keeps its source timestamp",
+        "rotation": picture.rotation,
+        "frames": frames,
+        "audio": {"copied": list(picture.audio_codecs)} if picture.audio_codecs else None,
+    }
+    if not upscale.enabled:
+        transcode.update(output_size=list(size), **source_facts)
+    steps.append(record("transcode", done.encoder, transcode))
+    return steps
+
+
+def _check_complete(source: Path, picture: SourcePicture, frames_out: int) -> None:
+    """A container that lists more frames than could be decoded is truncated or damaged."""
+    if picture.frames and frames_out < picture.frames - MISSING_FRAMES_ALLOWED:
+        raise BadInputError(
+            source, f"truncated or damaged: only {frames_out} of {picture.frames} video frames could be decoded"
+        )
+
+
+def _denoise_filters(denoise: DenoiseOptions) -> list[str]:
+    return [DENOISE_FILTERS[denoise.method]] if denoise.method != "off" else []
+
+
+def _render_lanczos(
+    source: Path,
+    tmp: Path,
+    picture: SourcePicture,
+    size: tuple[int, int],
+    denoise: DenoiseOptions,
+    encode: EncodeOptions,
+) -> _Rendered:
+    """One ffmpeg run: filters, libx264, audio copied."""
+    sar = f"{picture.sar.numerator}/{picture.sar.denominator}"
+    resize = []
+    if size != (picture.width, picture.height):
+        # Lanczos on the coded picture; setsar puts back the source's pixel shape, which
+        # scale would otherwise adjust.
+        resize = [f"scale={size[0]}:{size[1]}:flags=lanczos"]
+    chain = ",".join(_denoise_filters(denoise) + resize + [f"setsar={sar}"])
+    args = [
+        # Keep the picture stored as it is, with its display matrix, rather than turning it upright.
+        "-noautorotate",
+        "-i", str(source),
+        "-map", f"0:{picture.index}", "-map", "0:a?",
+        "-vf", chain,
+        # Each frame keeps its timestamp: no frames dropped or duplicated to make a constant rate.
+        "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
+        "-c:v", "libx264", "-crf", str(encode.crf), "-preset", encode.preset, "-pix_fmt", PIX_FMT,
+        "-c:a", "copy",
+        "-movflags", "+faststart",
+        "-f", "mp4", str(tmp),
+    ]  # fmt: skip
+    run_ffmpeg(args, source, bad_input=True)
+    params = {"filter": f"scale={size[0]}:{size[1]}:flags=lanczos,setsar={sar}", "sar": sar.replace("/", ":")}
+    return _Rendered(params, ffmpeg_tool(), ffmpeg_tool())
+
+
+def _decoded_frames(source: Path, picture: SourcePicture, denoise: DenoiseOptions) -> Iterator:
+    """RGB frames of the source, denoised by ffmpeg, streamed through a pipe with their timestamps.
+
+    NUT carries any time base exactly, so variable frame rate survives the pipe.
+    Timestamps come through as the source has them (`-copyts`): the caller
+    shifts picture and sound by the same amount.
+    """
+    import av
+
+    chain = ",".join(_denoise_filters(denoise) + ["format=rgb24"])
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
+        "-copyts", "-noautorotate", "-i", str(source), "-map", f"0:{picture.index}", "-vf", chain,
+        "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
+        "-c:v", "rawvideo", "-f", "nut", "pipe:1",
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty ffmpeg can't block on it
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        broken = None
+        try:
+            try:
+                with av.open(proc.stdout, format="nut") as pipe:
+                    yield from pipe.decode(pipe.streams.video[0])
+            except av.error.FFmpegError as exc:  # the pipe ended mid-frame or never started
+                broken = exc
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the caller stopped early (an error downstream)
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        if code != 0 or broken is not None:
+            errors.seek(0)
+            lines = [line.strip() for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
+            cause = lines[-1] if lines else f"exit code {code}" if code else f"broken pipe ({broken})"
+            raise BadInputError(source, f"ffmpeg failed: {cause}")
+
+
+def _render_learned(
+    source: Path,
+    tmp: Path,
+    picture: SourcePicture,
+    size: tuple[int, int],
+    denoise: DenoiseOptions,
+    upscale: VideoUpscaleOptions,
+    encode: EncodeOptions,
+    device: str,
+) -> _Rendered:
+    """Decode → net → encode, one frame at a time, with the source's audio packets interleaved."""
+    import av
+
+    spec = models.get_spec(upscale.model)
+    wanted = max(2, min(4, -(-size[1] // picture.height)))  # smallest whole factor reaching the target
+    run_scale = native_scale(spec, wanted)
+    net, used_files, gpu = ncnn_net(upscale.model, run_scale, device)
+
+    with av.open(str(source), metadata_errors="ignore") as src:
+        colour = src.streams[picture.index].codec_context
+        colorspace, color_range = colour.colorspace, colour.color_range
+        colour_tags = {k: getattr(colour, k) for k in ("color_primaries", "color_trc", "colorspace", "color_range")}
+        # Picture and sound move back by the file's start time, as ffmpeg does on the Lanczos path.
+        start = Fraction(src.start_time or 0, 1_000_000)
+        metadata = {k: v for k, v in src.metadata.items() if k != "encoder"}
+
+    with (
+        av.open(str(source), metadata_errors="ignore") as sound,
+        av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out,
+    ):
+        out.metadata.update(metadata)
+        audio_in = list(sound.streams.audio)
+        for stream in sound.streams:
+            if stream not in audio_in:
+                stream.discard = av.stream.Discard.all
+        audio_out = {s.index: out.add_stream_from_template(s) for s in audio_in}
+        for s in audio_in:
+            if s.language:
+                audio_out[s.index].metadata["language"] = s.language
+        audio_packets = _audio_packets(sound, audio_in, audio_out, start)
+        pending = next(audio_packets, None)
+
+        def mux_audio_until(seconds: float | None) -> None:
+            nonlocal pending
+            while pending is not None and (seconds is None or pending[0] <= seconds):
+                out.mux(pending[1])
+                pending = next(audio_packets, None)
+
+        def mux_video(packet) -> None:
+            # Audio up to this packet's time first, so the muxer never queues more than a moment.
+            if packet.dts is not None:
+                mux_audio_until(float(packet.dts * packet.time_base))
+            out.mux(packet)
+
+        video = None
+        last_pts = None
+        for frame in _decoded_frames(source, picture, denoise):
+            if video is None:
+                video = _add_encoder(out, frame.time_base, picture, size, encode, colour_tags)
+            pts = frame.pts - round(start / frame.time_base) if frame.pts is not None else None
+            if pts is None or (last_pts is not None and pts <= last_pts):
+                pts = (last_pts if last_pts is not None else -1) + 1  # the encoder needs rising timestamps
+            last_pts = pts
+            big = run_tiled(net, frame.to_ndarray(), run_scale, upscale.tile, upscale.tile_overlap)
+            scaled = av.VideoFrame.from_ndarray(big, format="rgb24").reformat(
+                width=size[0], height=size[1], format=PIX_FMT, interpolation="LANCZOS",
+                dst_colorspace=colorspace or None, dst_color_range=color_range or None,
+            )  # fmt: skip
+            scaled.pts, scaled.time_base = pts, frame.time_base
+            for packet in video.encode(scaled):
+                mux_video(packet)
+        if video is None:
+            raise BadInputError(source, "no video frame could be decoded")
+        for packet in video.encode(None):
+            mux_video(packet)
+        mux_audio_until(None)
+
+    resized = (picture.width * run_scale, picture.height * run_scale) != size
+    params = {
+        "model": upscale.model,
+        "native_scale": run_scale,
+        "resize": "lanczos (swscale) from the net's size" if resized else None,
+        "tile": upscale.tile,
+        "tile_overlap": upscale.tile_overlap,
+        "device": device,
+        "backend": "vulkan" if gpu else "cpu",
+        "sar": f"{picture.sar.numerator}:{picture.sar.denominator}",
+    }
+    net_tool = ToolRef(name="ncnn", version=package_version("ncnn"), runtime="vulkan" if gpu else "cpu")
+    libavcodec = ".".join(map(str, av.library_versions["libavcodec"]))
+    encoder = ToolRef(name="pyav", version=av.__version__, runtime=f"libavcodec {libavcodec}")
+    return _Rendered(params, net_tool, encoder, model_ref(spec, used_files))
+
+
+def _add_encoder(
+    out, time_base: Fraction, picture: SourcePicture, size: tuple[int, int], encode: EncodeOptions, colour_tags: dict
+):
+    """libx264 in the picture's own time base, with its pixel shape, colour tags and display matrix."""
+    rate = Fraction(picture.fps).limit_denominator(1001) if picture.fps else Fraction(25)
+    video = out.add_stream("libx264", rate=rate, options={"crf": str(encode.crf), "preset": encode.preset})
+    video.width, video.height, video.pix_fmt = size[0], size[1], PIX_FMT
+    video.codec_context.time_base = time_base
+    video.time_base = time_base
+    video.codec_context.sample_aspect_ratio = picture.sar
+    for key, value in colour_tags.items():
+        if value:
+            setattr(video.codec_context, key, value)
+    if picture.display_matrix is not None:
+        video.set_display_matrix(picture.display_matrix)
+    return video
+
+
+def _audio_packets(sound, audio_in: list, audio_out: dict, start: Fraction) -> Iterator[tuple[float, object]]:
+    """The source's audio packets, shifted back by `start` (seconds) like the picture, with their times."""
+    if not audio_in:
+        return
+    for packet in sound.demux(*audio_in):
+        if packet.dts is None and packet.pts is None:
+            continue  # the demuxer's end-of-stream marker
+        shift = round(start / packet.time_base)
+        if packet.pts is not None:
+            packet.pts -= shift
+        if packet.dts is not None:
+            packet.dts -= shift
+        when = float((packet.dts if packet.dts is not None else packet.pts) * packet.time_base)
+        packet.stream = audio_out[packet.stream.index]
+        yield when, packet

@@ -1,0 +1,99 @@
+"""`assetline run` on footage: real speech on a generated picture, and the footage bad-input cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+
+from assetline.ffmpeg import run_ffmpeg
+from conftest import REPO, run_cli, tree_state
+
+SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
+
+
+def make_clip(path: Path, *, audio: Path | None = SPEECH, seconds: float = 4.2, size: str = "160x90",
+              rate: int = 25) -> Path:
+    """A small H.264 clip: a moving test picture, with real speech (or none) as its soundtrack."""
+    args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+    if audio is not None:
+        args += ["-i", str(audio)]
+    args += ["-map", "0:v"] + (["-map", "1:a", "-c:a", "aac"] if audio is not None else [])
+    args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-t", str(seconds)]
+    run_ffmpeg([*args, str(path)], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def footage_run(prefect_api, tmp_path_factory):
+    root = tmp_path_factory.mktemp("footage")
+    inputs = root / "in"
+    inputs.mkdir()
+    make_clip(inputs / "interview.mp4")
+    make_clip(inputs / "mute.mp4", audio=None, seconds=1.0)
+    good = inputs / "interview.mp4"
+    (inputs / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    (inputs / "notes.mp4").write_text("this is not a video\n")
+    (inputs / "empty.mp4").write_bytes(b"")
+    before = tree_state(inputs)
+    result = run_cli("run", str(inputs), "--out", str(root / "out"), api_url=prefect_api, env={"COLUMNS": "200"})
+    return inputs, root / "out", before, result
+
+
+def folder_of(out: Path, stem: str) -> Path:
+    (found,) = [p for p in out.iterdir() if p.name.startswith(stem + "-")]
+    return found
+
+
+def test_footage_run_completes_the_good_clips_and_fails_the_bad_ones(footage_run):
+    _, _, _, result = footage_run
+    assert result.returncode == 1
+    assert "2 done, 0 up to date, 3 failed" in result.stdout, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_video_mp4_has_upscaled_picture_normalised_audio_and_a_tagged_soft_subtitle_track(footage_run):
+    _, out, _, _ = footage_run
+    folder = folder_of(out, "interview")
+    with av.open(str(folder / "video.mp4")) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.width, v.codec_context.height) == (320, 180)
+        assert v.codec_context.name == "h264"
+        assert c.streams.audio and c.streams.audio[0].codec_context.name == "aac"
+        (sub,) = [s for s in c.streams if s.type == "subtitle"]
+        assert sub.codec_context.name == "mov_text"
+        assert (sub.language or sub.metadata.get("language")) == "eng"
+    srt = (folder / "subtitles.srt").read_text().lower()
+    assert "superlative" in srt
+
+
+def test_video_manifest_names_every_step_in_order(footage_run):
+    _, out, _, _ = footage_run
+    m = json.loads((folder_of(out, "interview") / "video.mp4.provenance.json").read_text())
+    names = [s["name"] for s in m["steps"]]
+    assert names[-1] == "package"
+    for step in ("denoise", "upscale", "transcode", "normalize_loudness"):
+        assert step in names
+    # the subtitle track's lineage (transcript, model) is in subtitles.srt's own manifest, named as an input
+    assert {i["path"] for i in m["inputs"] if i["role"] == "intermediate"} == {"subtitles.srt"}
+    loud = next(s for s in m["steps"] if s["name"] == "normalize_loudness")["parameters"]
+    assert json.dumps(loud)  # measured input and output loudness are recorded
+    assert run_cli("verify", str(out), api_url=None).returncode == 0
+
+
+def test_a_clip_without_sound_is_processed_and_says_transcription_was_skipped(footage_run):
+    _, out, _, result = footage_run
+    folder = folder_of(out, "mute")
+    assert sorted(p.name for p in folder.iterdir()) == ["video.mp4", "video.mp4.provenance.json"]
+    assert "transcription and subtitles skipped" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["truncated.mp4", "notes.mp4", "empty.mp4"])
+def test_bad_footage_fails_with_one_line_and_leaves_nothing(footage_run, name):
+    inputs, out, before, result = footage_run
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if name in line and "failed" in line]
+    assert lines, result.stdout + result.stderr
+    assert not [p for p in out.iterdir() if p.name.startswith(Path(name).stem + "-")]
+    assert tree_state(inputs) == before
