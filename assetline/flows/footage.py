@@ -85,6 +85,9 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
                     made.append(Made(stage / step.output, [source, intermediate_ref(transcript)], sound_steps + [heard, step]))
                 srt = stage / SRT  # video.mp4 names it as an input; its own manifest names the model
         for step in package(picture, stage, normalized, srt, v.package, v.encode):
+            if srt is not None and step.digital_source_type != "digitalCapture":
+                # The subtitle text it carries was written by the speech model: name it for the disclosure.
+                step = step.model_copy(update={"model": heard.model, "parameters": {**step.parameters, "model_role": "wrote the subtitle text"}})
             inputs = [source] + ([intermediate_ref(srt)] if srt is not None else [])
             made.append(Made(stage / step.output, inputs, video_steps + [step]))
         return made

@@ -135,7 +135,7 @@ def disclose(steps: list[StepRecord]) -> AIDisclosure:
     if strongest == "trainedAlgorithmicMedia":
         statement = f"Generated from the source by {by}: {what}."
     elif strongest == "compositeWithTrainedAlgorithmicMedia":
-        statement = f"Captured media altered by {by}: {what}."
+        statement = f"Captured media altered by, or combined with output of, {by}: {what}."
     elif strongest == "algorithmicallyEnhanced":
         statement = "Captured media enhanced by conventional (non-AI) algorithms."
     else:
