@@ -86,3 +86,16 @@ def test_audio_outputs_verify_and_a_rerun_touches_nothing(audio_run, prefect_api
     again = run_cli("run", str(inputs), "--out", str(out), api_url=prefect_api)
     assert "0 done, 2 up to date" in again.stdout
     assert tree_state(out) == state
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mp3", "libmp3lame"), (".m4a", "aac"), (".flac", "flac"), (".ogg", "libvorbis")])
+def test_common_audio_formats_are_routed_as_audio_by_content(tmp_path, suffix, codec):
+    from assetline.assets import identify
+    from assetline.ffmpeg import run_ffmpeg
+
+    encoded = tmp_path / f"speech{suffix}"
+    run_ffmpeg(["-i", str(REPO / "tests" / "data" / "arctic_a0007.wav"), "-c:a", codec, str(encoded)], encoded)
+    assert identify(encoded).kind == "audio"
+    disguised = tmp_path / "speech.png"  # the extension never decides
+    shutil.copy(encoded, disguised)
+    assert identify(disguised).kind == "audio"
