@@ -357,3 +357,20 @@ class _SessionCache:
 
 
 sessions = _SessionCache()
+
+_parallel_assets = 1
+
+
+def set_parallel_assets(count: int) -> None:
+    """Tell model loaders how many assets run at once, so they split the cores between them."""
+    global _parallel_assets
+    _parallel_assets = max(1, count)
+
+
+def threads_per_asset() -> int:
+    """CPU threads one model run may use: the cores shared by the assets in flight.
+
+    Two assets each running a net with every core's worth of threads
+    oversubscribe the machine and run slower than splitting it.
+    """
+    return max(1, (os.cpu_count() or 1) // _parallel_assets)

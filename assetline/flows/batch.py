@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prefect import tags
 
+from assetline import models
 from assetline.assets import discover, identify, is_up_to_date
 from assetline.config import Recipe
 from assetline.errors import AssetlineError
@@ -102,6 +103,7 @@ def run_batch(
     """
     files, problems = discover(paths, exclude=[out_root])
     on_plan(len(files) + len(problems))
+    models.set_parallel_assets(min(recipe.run.concurrency, max(1, len(files))))
     results: dict[Path, AssetResult] = {}
     for problem in problems:
         r = AssetResult(problem.subject or "?", "failed", message=problem.cause)

@@ -7,7 +7,6 @@ the nearest visible pixel so no dark fringe bleeds into the edges.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +38,17 @@ def ncnn_net(model: str, scale: int, device: str):
     gpu = ncnn_uses_gpu(device)
     stem = f"{model}-x{scale}" if model == "realesr-animevideov3" else model
 
+    threads = models.threads_per_asset()
+
     def make():
         net = ncnn.Net()
         net.opt.use_vulkan_compute = gpu
-        net.opt.num_threads = os.cpu_count() or 1
+        net.opt.num_threads = threads
         net.load_param(str(folder / f"{stem}.param"))
         net.load_model(str(folder / f"{stem}.bin"))
         return net
 
-    return models.sessions.get(("ncnn", model, scale, gpu), make), (f"{stem}.param", f"{stem}.bin"), gpu
+    return models.sessions.get(("ncnn", model, scale, gpu, threads), make), (f"{stem}.param", f"{stem}.bin"), gpu
 
 
 def run_tiled(net, rgb: np.ndarray, scale: int, tile: int, overlap: int) -> np.ndarray:
