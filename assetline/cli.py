@@ -171,6 +171,22 @@ def models_pull(
     out.print(f"{len(outcome)} models ready in {models.cache_root()} ({fetched} fetched)")
 
 
+@models_app.command("add")
+def models_add(
+    name: Annotated[str, typer.Argument(help="The name recipes will use, e.g. whisper-large-v3.")],
+    path: Annotated[Path, typer.Option("--path", help="The folder holding the model's files.")],
+    family: Annotated[str, typer.Option("--family", help="whisper (CTranslate2), rembg (.onnx) or realesrgan (ncnn).")],
+    use: Annotated[str, typer.Option("--use", help="What it is for, shown by `models list`.")] = "",
+) -> None:
+    """Register a model folder of your own under a name; its files are hashed now and checked on every run."""
+    try:
+        spec = models.add_user_model(name, family, path, use)
+    except AssetlineError as exc:
+        err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    out.print(f"added {spec.name} ({spec.family}, {len(spec.files)} files pinned) to {models.user_models_file()}")
+
+
 @models_app.command("verify")
 def models_verify() -> None:
     """Re-hash every model in the cache; exit 1 if any is missing or corrupt."""

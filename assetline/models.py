@@ -219,10 +219,92 @@ REGISTRY: dict[str, ModelSpec] = {
 }  # fmt: skip
 
 
+FAMILY_FILES = {
+    # what a folder must hold to be loadable by each family's loader, without any download
+    "whisper": ("model.bin", "config.json", "tokenizer.json"),
+    "rembg": (".onnx",),
+}
+
+
+def user_models_file() -> Path:
+    """The user's own models: `$ASSETLINE_USER_MODELS`, else `user-models.yaml` in the cache."""
+    env = os.environ.get("ASSETLINE_USER_MODELS")
+    return Path(env).expanduser() if env else cache_root() / "user-models.yaml"
+
+
+def _user_spec(name: str, entry: dict) -> ModelSpec:
+    folder = Path(entry["path"])
+    files = tuple(ModelFile(n, h, int(entry.get("sizes", {}).get(n, 0))) for n, h in entry["files"].items())
+    return ModelSpec(
+        name=name,
+        use=entry.get("use") or f"user model ({entry['family']}) in {folder}",
+        family=entry["family"],
+        files=files,
+        sources=(FolderSource(folder),),
+        license=entry.get("license", ""),
+    )
+
+
+def load_user_models() -> dict[str, ModelSpec]:
+    """Models a user added with `assetline models add`, pinned by the hashes taken then."""
+    import yaml
+
+    path = user_models_file()
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        return {name: _user_spec(name, entry) for name, entry in data.items()}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(path, f"cannot read the user model list: {exc}") from None
+
+
+def add_user_model(name: str, family: str, folder: Path, use: str = "") -> ModelSpec:
+    """Register a folder of the user's own (a bigger Whisper, another rembg model) under `name`.
+
+    Every file in it is hashed now and pinned; later runs check those hashes
+    like any other model's. The files stay where they are.
+    """
+    import yaml
+
+    folder = folder.expanduser().resolve()
+    if name in BUILT_IN:
+        raise ModelError(name, "is a built-in model name: choose another")
+    if family not in FAMILY_FILES and family != "realesrgan":
+        raise ModelError(name, f"unknown family {family!r} (whisper, rembg, realesrgan)")
+    if not folder.is_dir():
+        raise ModelError(folder, "no such folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    for needed in FAMILY_FILES.get(family, ()):
+        if not any(p.name == needed or (needed.startswith(".") and p.name.endswith(needed)) for p in files):
+            raise ModelError(folder, f"a {family} model needs {needed!r}, which this folder lacks")
+    entry = {
+        "family": family,
+        "path": str(folder),
+        "use": use or f"user model ({family}) in {folder}",
+        "files": {p.name: sha256_file(p) for p in files},
+        "sizes": {p.name: p.stat().st_size for p in files},
+    }
+    path = user_models_file()
+    current = yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+    current[name] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from assetline.storage import write_atomically
+
+    write_atomically(path, yaml.safe_dump(current, sort_keys=True).encode())
+    spec = _user_spec(name, entry)
+    REGISTRY[name] = spec
+    return spec
+
+
 def cache_root() -> Path:
     """Where verified models live: `$ASSETLINE_MODELS`, else the user's cache folder."""
     env = os.environ.get("ASSETLINE_MODELS")
     return Path(env).expanduser() if env else Path(user_cache_dir("assetline")) / "models"
+
+
+BUILT_IN = frozenset(REGISTRY)
+REGISTRY.update(load_user_models())
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -234,6 +316,9 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def model_dir(name: str) -> Path:
+    """Where a model's files are: the cache for built-in models, the user's folder for their own."""
+    if name not in BUILT_IN and name in REGISTRY:
+        return Path(next(s.folder for s in REGISTRY[name].sources if isinstance(s, FolderSource)))
     return cache_root() / name
 
 
@@ -328,12 +413,15 @@ def require(name: str) -> Path:
     try:
         stamp = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
     except FileNotFoundError:
+        if name not in BUILT_IN:
+            raise ModelError(name, f"model files are missing from {folder}") from None
         raise ModelError(name, "model is not installed: run `assetline models pull`") from None
     with _verify_lock:
         if _verified.get(name) != stamp:
             problem = _check_files(spec, folder)
             if problem:
-                raise ModelError(name, f"model is corrupt ({problem}): run `assetline models pull`")
+                fix = "run `assetline models pull`" if name in BUILT_IN else f"restore {folder}, or `assetline models add` it again"
+                raise ModelError(name, f"model is corrupt ({problem}): {fix}")
             _verified[name] = stamp
     return folder
 

@@ -121,3 +121,43 @@ def test_run_with_a_missing_model_fails_once_naming_it_and_the_fix(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "out").exists()
     assert list(empty.iterdir()) == []  # nothing was downloaded
+
+
+def test_a_users_own_whisper_folder_is_added_pinned_and_chosen_by_name(tmp_path, pulled_models, monkeypatch):
+    """`models add` hashes the folder; a recipe names it; a changed file is then refused."""
+    import os
+
+    folder = tmp_path / "my-whisper"
+    folder.mkdir()
+    for f in models.get_spec("whisper-tiny.en").files:
+        os.link(pulled_models / "whisper-tiny.en" / f.name, folder / f.name)
+    registry = tmp_path / "user-models.yaml"
+    env = {"ASSETLINE_USER_MODELS": str(registry)}
+    added = run_cli("models", "add", "my-whisper", "--family", "whisper", "--path", str(folder), api_url=None, env=env)
+    assert added.returncode == 0, added.stderr
+    assert "4 files pinned" in added.stdout
+    listing = run_cli("models", "list", api_url=None, env={**env, "COLUMNS": "200"})
+    assert "my-whisper" in listing.stdout
+
+    monkeypatch.setenv("ASSETLINE_USER_MODELS", str(registry))
+    monkeypatch.setitem(models.REGISTRY, "my-whisper", models.load_user_models()["my-whisper"])
+    from assetline.config import load_recipe
+
+    recipe = load_recipe(None, ["audio.transcribe.model=my-whisper"])
+    assert "my-whisper" in recipe.required_models()
+    assert models.require("my-whisper") == folder.resolve()
+
+    (folder / "config.json").unlink()
+    (folder / "config.json").write_text("{}")  # replaced, not edited: the hard link keeps the cache intact
+    models._verified.clear()
+    with pytest.raises(ModelError, match="my-whisper: model is corrupt"):
+        models.require("my-whisper")
+
+
+def test_adding_a_folder_that_is_not_a_model_of_that_family_is_refused(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    result = run_cli("models", "add", "x", "--family", "whisper", "--path", str(folder), api_url=None,
+                     env={"ASSETLINE_USER_MODELS": str(tmp_path / "u.yaml")})
+    assert result.returncode == 2
+    assert "needs 'model.bin'" in result.stderr

@@ -282,23 +282,21 @@ def test_a_file_without_sound_is_bad_input_with_a_clear_message(tmp_path):
 
 
 def test_another_registered_whisper_folder_is_chosen_by_name(tmp_path, monkeypatch):
-    """A user's CTranslate2 Whisper, registered under its own name, is what the recipe's `model` loads."""
-    import dataclasses
-
+    """A user's CTranslate2 Whisper, added under its own name, is what the recipe's `model` loads."""
     tiny = models.get_spec("whisper-tiny.en")
     tiny_model = whisper_model(tiny.name, "cpu", "int8", 0)
-    spec = dataclasses.replace(tiny, name="my-whisper", use="a user's own Whisper folder", sources=())
-    root = tmp_path / "models"
-    folder = root / spec.name
-    folder.mkdir(parents=True)
-    for f in spec.files:
+    folder = tmp_path / "my-whisper"
+    folder.mkdir()
+    for f in tiny.files:
         (folder / f.name).symlink_to(models.require(tiny.name) / f.name)
-    monkeypatch.setitem(models.REGISTRY, spec.name, spec)
-    monkeypatch.setenv("ASSETLINE_MODELS", str(root))
-
-    source, reference = clips()[-1]
-    record = transcribe.fn(source, tmp_path, TranscribeOptions(model="my-whisper"))
-    transcript = read_transcript(tmp_path)
-    assert transcript.model.name == record.model.name == "my-whisper"
-    assert whisper_model("my-whisper", "cpu", "int8", 0) is not tiny_model
-    assert word_error_rate(reference, heard(transcript)) <= 0.15
+    monkeypatch.setenv("ASSETLINE_USER_MODELS", str(tmp_path / "user-models.yaml"))
+    try:
+        models.add_user_model("my-whisper", "whisper", folder)
+        source, reference = clips()[-1]
+        record = transcribe.fn(source, tmp_path, TranscribeOptions(model="my-whisper"))
+        transcript = read_transcript(tmp_path)
+        assert transcript.model.name == record.model.name == "my-whisper"
+        assert whisper_model("my-whisper", "cpu", "int8", 0) is not tiny_model
+        assert word_error_rate(reference, heard(transcript)) <= 0.15
+    finally:
+        models.REGISTRY.pop("my-whisper", None)
