@@ -300,3 +300,29 @@ def test_another_registered_whisper_folder_is_chosen_by_name(tmp_path, monkeypat
         assert word_error_rate(reference, heard(transcript)) <= 0.15
     finally:
         models.REGISTRY.pop("my-whisper", None)
+
+
+def test_long_audio_is_transcribed_a_window_at_a_time_with_times_kept(speech, tmp_path):
+    """Windows of 10 s (cut at quiet moments) give the same words at the same times as one pass."""
+    path, reference, seconds = speech
+    record = transcribe.fn(path, tmp_path, TranscribeOptions(window_seconds=10))
+    transcript = read_transcript(tmp_path)
+    assert word_error_rate(reference, heard(transcript)) <= 0.15
+    words = transcript.words()
+    assert all(a.start <= b.start for a, b in zip(words, words[1:]))
+    assert words[-1].end <= seconds + 0.05
+    assert abs(transcript.duration - seconds) < 0.05
+    assert [s["id"] for s in transcript.segments] == list(range(1, len(transcript.segments) + 1))
+    assert record.parameters["window_seconds"] == 10
+
+
+def test_audio_windows_cut_in_the_quiet_and_lose_no_sample(speech):
+    from assetline.tasks.transcribe import SAMPLE_RATE, _audio_windows
+
+    path, _, seconds = speech
+    windows = list(_audio_windows(path, 10))
+    assert len(windows) >= 3
+    assert sum(len(w) for _, w in windows) == pytest.approx(seconds * SAMPLE_RATE, abs=SAMPLE_RATE * 0.05)
+    for (offset, samples), (next_offset, _) in zip(windows, windows[1:]):
+        assert next_offset == pytest.approx(offset + len(samples) / SAMPLE_RATE)
+        assert len(samples) <= (10 + 5) * SAMPLE_RATE  # one window plus its look-ahead, never the whole file

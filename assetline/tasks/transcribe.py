@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -138,19 +139,61 @@ def _check_language(options: TranscribeOptions, multilingual: bool) -> str | Non
     return language
 
 
-def _load_audio(source: Path) -> np.ndarray:
-    """Mono float32 samples at 16 kHz from any file with an audio stream (PyAV decodes)."""
-    from faster_whisper import decode_audio
+def _audio_windows(source: Path, window_seconds: float) -> Iterator[tuple[float, np.ndarray]]:
+    """Mono float32 samples at 16 kHz, a window at a time, each cut at the quietest moment near its end.
+
+    Yields (offset in seconds, samples). Memory holds one window plus its
+    look-ahead, however long the file: an hour of sound is never in memory at once.
+    """
+    import av
 
     kind = probe_kind(source)  # BadInputError for empty, unreadable or unrecognised files
     if kind == "image":
         raise BadInputError(source, "is a still image: there is no sound to transcribe")
+    window = int(window_seconds * SAMPLE_RATE)
+    lookahead = int(min(20.0, window_seconds / 2) * SAMPLE_RATE)
+    offset = 0
+    pending: list[np.ndarray] = []
+    pending_len = 0
     try:
-        return decode_audio(str(source), sampling_rate=SAMPLE_RATE)
-    except IndexError:  # PyAV's answer to decode(audio=0) without an audio stream
-        raise BadInputError(source, "has no audio stream to transcribe") from None
+        with av.open(str(source), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise BadInputError(source, "has no audio stream to transcribe")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            frames = container.decode(container.streams.audio[0])
+            for frame in _then_flush(frames):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    pending.append(chunk)
+                    pending_len += len(chunk)
+                while pending_len >= window + lookahead:
+                    buffer = np.concatenate(pending)
+                    cut = _quiet_cut(buffer, window - lookahead, window + lookahead)
+                    yield offset / SAMPLE_RATE, buffer[:cut]
+                    offset += cut
+                    pending, pending_len = [buffer[cut:]], len(buffer) - cut
+    except BadInputError:
+        raise
     except Exception as exc:  # PyAV raises many types for damaged streams
         raise BadInputError(source, f"cannot decode the audio ({exc})") from None
+    rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+    yield offset / SAMPLE_RATE, rest
+
+
+def _then_flush(frames):
+    yield from frames
+    yield None  # flushes the resampler
+
+
+def _quiet_cut(samples: np.ndarray, lo: int, hi: int) -> int:
+    """The start of the quietest 0.2 s between samples lo and hi: a cut there splits no word."""
+    step = SAMPLE_RATE // 5
+    region = samples[lo:hi]
+    n = len(region) // step
+    if n == 0:
+        return hi
+    energy = (region[: n * step].reshape(n, step) ** 2).mean(axis=1)
+    return lo + int(np.argmin(energy)) * step + step // 2
 
 
 def _jsonable(value: Any) -> Any:
@@ -168,16 +211,18 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _segment_record(segment) -> dict[str, Any]:
+def _segment_record(segment, offset: float = 0.0) -> dict[str, Any]:
+    """A segment as transcript.json holds it, its times moved by the window's `offset`."""
     return {
         "id": segment.id,
-        "start": round(segment.start, 3),
-        "end": round(segment.end, 3),
+        "start": round(segment.start + offset, 3),
+        "end": round(segment.end + offset, 3),
         "text": segment.text,
         "avg_logprob": round(segment.avg_logprob, 4),
         "no_speech_prob": round(segment.no_speech_prob, 4),
         "words": [
-            {"start": round(w.start, 3), "end": round(w.end, 3), "word": w.word, "probability": round(w.probability, 4)}
+            {"start": round(w.start + offset, 3), "end": round(w.end + offset, 3), "word": w.word,
+             "probability": round(w.probability, 4)}
             for w in segment.words or ()
         ],
     }
@@ -208,15 +253,29 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
     started = utc_now()
     model = whisper_model(options.model, options.device, options.compute_type, options.cpu_threads)
     language = _check_language(options, model.model.is_multilingual)
-    audio = _load_audio(source)
-    segments_iter, info = model.transcribe(
-        audio,
-        language=language,
-        beam_size=options.beam_size,
-        vad_filter=options.vad,
-        word_timestamps=True,
-    )
-    segments = [_segment_record(s) for s in segments_iter]  # decoding happens as this drains
+    segments: list[dict[str, Any]] = []
+    info = None
+    total = 0.0
+    after_vad = 0.0
+    for offset, samples in _audio_windows(source, options.window_seconds):
+        if len(samples) == 0 and info is not None:
+            continue
+        segments_iter, window_info = model.transcribe(
+            samples,
+            language=language,
+            beam_size=options.beam_size,
+            vad_filter=options.vad,
+            word_timestamps=True,
+        )
+        for segment in segments_iter:  # decoding happens as this drains
+            record = _segment_record(segment, offset)
+            record["id"] = len(segments) + 1
+            segments.append(record)
+        if info is None:
+            info = window_info
+            language = language or window_info.language  # one language for the whole file
+        total += len(samples) / SAMPLE_RATE
+        after_vad += window_info.duration_after_vad
 
     used = {
         "device_used": model.model.device,
@@ -228,7 +287,7 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
     transcript = Transcript(
         language=info.language,
         language_probability=round(float(info.language_probability), 4),
-        duration=round(info.duration, 3),
+        duration=round(total, 3),
         model=TranscriptModel(name=spec.name, sha256=spec.sha256),
         options={
             **recipe_options,
@@ -247,7 +306,7 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
         "language_used": info.language,
         "language_probability": transcript.language_probability,
         "duration": transcript.duration,
-        "duration_after_vad": round(info.duration_after_vad, 3),
+        "duration_after_vad": round(after_vad, 3),
         "segments": len(segments),
         "words": sum(len(s["words"]) for s in segments),
     }
