@@ -100,3 +100,31 @@ def test_bad_footage_fails_with_one_line_and_leaves_nothing(footage_run, name):
     assert lines, result.stdout + result.stderr
     assert not [p for p in out.iterdir() if p.name.startswith(Path(name).stem + "-")]
     assert tree_state(inputs) == before
+
+
+def _picture_times(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        return sorted(float(p.pts * stream.time_base) for p in c.demux(stream) if p.pts is not None)
+
+
+def test_variable_frame_rate_footage_keeps_its_frame_times_and_subtitles_stay_on_the_speech(prefect_api, tmp_path):
+    """A VFR clip (30 fps, then 10 fps) with real speech: every frame keeps its time, so cues stay in sync."""
+    clip = tmp_path / "vfr.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=96x64:rate=30:duration=4.2", "-i", str(SPEECH),
+                "-vf", r"select='lt(n\,40)+not(mod(n\,3))'", "-fps_mode", "vfr", "-map", "0:v", "-map", "1:a",
+                "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-t", "4.2", str(clip)], clip)  # fmt: skip
+    source_times = _picture_times(clip)
+    gaps = {round(b - a, 3) for a, b in zip(source_times, source_times[1:])}
+    assert len(gaps) > 1  # really variable
+    result = run_cli("run", str(clip), "--out", str(tmp_path / "out"), api_url=prefect_api)
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder = folder_of(tmp_path / "out", "vfr")
+    assert _picture_times(folder / "video.mp4") == pytest.approx(source_times, abs=1e-3)
+    transcript = json.loads((folder / "transcript.json").read_text())
+    first_word = transcript["segments"][0]["words"][0]["start"]
+    import pysubs2
+
+    cue = pysubs2.load(str(folder / "subtitles.srt"))[0]
+    assert cue.start / 1000 >= first_word - 1e-3  # never shown before its speech
+    assert cue.start / 1000 - first_word < 0.1
