@@ -138,19 +138,11 @@ class DenoiseOptions(_Strict):
     method: Literal["hqdn3d", "nlmeans", "off"] = "hqdn3d"  # nlmeans: better, much slower
 
 
-class VideoUpscaleOptions(_Strict):
-    enabled: bool = True
-    method: Literal["lanczos", "realesrgan"] = "lanczos"  # realesrgan: learned, per frame, slow
-    scale: Literal[2, 3, 4] = 2
-    target_height: int | None = Field(None, ge=16, le=8640)  # instead of scale; width keeps the aspect
-    model: str = "realesr-animevideov3"
-    tile: int = Field(256, ge=32, le=2048)
-    tile_overlap: int = Field(16, ge=0, le=128)
+class VideoUpscaleOptions(UpscaleOptions):
+    """As for stills, plus a target height; Lanczos by default (a learned upscale is per frame, slow)."""
 
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        return _model_of_family(v, "realesrgan")
+    method: Literal["lanczos", "realesrgan"] = "lanczos"
+    target_height: int | None = Field(None, ge=16, le=8640)  # instead of scale; width keeps the aspect
 
 
 class EncodeOptions(_Strict):

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from assetline.assets import Asset, is_up_to_date
+from assetline.assets import Asset, identify, is_up_to_date
+from assetline.errors import BadInputError
 from assetline.provenance import InputRef, StepRecord, build_manifest, current_run, sidecar_for, write_manifest
 from assetline.storage import publish, sha256_file, staging_folder
 
@@ -58,6 +59,14 @@ def run_name() -> str:
     sha = params.get("sha256") or ""
     name = Path(params["path"]).name
     return f"{name} · {sha[:8]}" if sha else name
+
+
+def identify_as(path: str, kind: str) -> Asset:
+    """Identify `path` by content and insist it is `kind` (for the per-kind flows run on their own)."""
+    asset = identify(Path(path))
+    if asset.kind != kind:
+        raise BadInputError(path, f"is {asset.kind}, not {kind}")
+    return asset
 
 
 def source_ref(asset: Asset) -> InputRef:

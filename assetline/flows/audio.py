@@ -20,10 +20,9 @@ from pathlib import Path
 
 from prefect import flow
 
-from assetline.assets import Asset, identify
+from assetline.assets import Asset
 from assetline.config import Recipe, recipe_from_dict
-from assetline.errors import BadInputError
-from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, run_name, source_ref
+from assetline.flows._asset import AssetResult, Made, identify_as, intermediate_ref, produce, run_name, source_ref
 
 TRANSCRIPT, SRT, VTT = "transcript.json", "subtitles.srt", "subtitles.vtt"
 
@@ -67,9 +66,7 @@ def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
 def process_audio(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
     """Transcribe and subtitle one audio file."""
     settings = recipe_from_dict(recipe or {})
-    asset = identify(Path(path))
-    if asset.kind != "audio":
-        raise BadInputError(path, f"is {asset.kind}, not audio")
+    asset = identify_as(path, "audio")
     return run_audio_steps(asset, Path(out), settings)
 
 

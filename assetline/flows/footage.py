@@ -23,10 +23,10 @@ from pathlib import Path
 
 from prefect import flow
 
-from assetline.assets import Asset, identify
+from assetline.assets import Asset
 from assetline.config import Recipe, recipe_from_dict
 from assetline.errors import BadInputError
-from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, run_name, source_ref
+from assetline.flows._asset import AssetResult, Made, identify_as, intermediate_ref, produce, run_name, source_ref
 from assetline.media import probe
 
 VIDEO, BURNED = "video.mp4", "video.burned.mp4"
@@ -101,9 +101,7 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
 def process_footage(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
     """Clean, upscale, transcribe, subtitle and package one clip."""
     settings = recipe_from_dict(recipe or {})
-    asset = identify(Path(path))
-    if asset.kind != "video":
-        raise BadInputError(path, f"is {asset.kind}, not video")
+    asset = identify_as(path, "video")
     return run_footage_steps(asset, Path(out), settings)
 
 

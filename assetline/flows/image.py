@@ -19,10 +19,9 @@ from prefect import flow
 
 from PIL import Image
 
-from assetline.assets import Asset, identify
+from assetline.assets import Asset
 from assetline.config import Recipe, recipe_from_dict
-from assetline.errors import BadInputError
-from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, run_name, source_ref
+from assetline.flows._asset import AssetResult, Made, identify_as, intermediate_ref, produce, run_name, source_ref
 from assetline.media import check_pixel_limit
 from assetline.provenance import StepRecord
 from assetline.tasks import remove_background, upscale
@@ -40,9 +39,7 @@ def image_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
 def process_image(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
     """Cut out and upscale one still; returns what was made (or that it was already up to date)."""
     settings = recipe_from_dict(recipe or {})
-    asset = identify(Path(path))
-    if asset.kind != "image":
-        raise BadInputError(path, f"is {asset.kind}, not a still image")
+    asset = identify_as(path, "image")
     return run_image_steps(asset, Path(out), settings)
 
 
