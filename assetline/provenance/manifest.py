@@ -6,6 +6,7 @@ tasks as they run (`StepRecord`); the flow assembles them into a `Manifest`.
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from datetime import datetime, timezone
 from pathlib import Path
@@ -112,9 +113,53 @@ class Manifest(_Record):
         return (self.model_dump_json(by_alias=True, exclude_none=False, indent=2) + "\n").encode()
 
 
+# What changes when an output is signed (its bytes, when the manifest goes inside it) and the
+# signature itself: left out of the part of the sidecar that the C2PA manifest carries.
+UNSIGNED_FIELDS = (("output", "sha256"), ("output", "bytes"), ("signature",))
+
+
+def signed_view(manifest: Manifest) -> dict:
+    """The sidecar's content as its C2PA manifest carries it (`org.assetline.provenance`).
+
+    Taken from the JSON text exactly as written, so the writer and a verifier
+    reading the file back compute the same thing.
+    """
+    view = json.loads(manifest.to_json())
+    for path in UNSIGNED_FIELDS:
+        node = view
+        for key in path[:-1]:
+            node = node[key]
+        node.pop(path[-1], None)
+    return view
+
+
+def first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    """The dotted path of the first place two JSON values differ, or None when they are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if key not in a or key not in b:
+                return f"{where}.{key}".lstrip(".")
+            found = first_difference(a[key], b[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return where.lstrip(".") or "document"
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = first_difference(x, y, f"{where}.{i}")
+            if found:
+                return found
+        return None
+    here = where.lstrip(".") or "document"
+    if isinstance(a, bool) or isinstance(b, bool):  # True == 1 in Python, not in JSON
+        return None if a is b else here
+    return None if a == b else here  # 7 == 7.0: CBOR may keep an integral float either way
+
+
 def media_type(path: Path) -> str:
     known = {".png": "image/png", ".json": "application/json", ".srt": "application/x-subrip",
-             ".vtt": "text/vtt", ".mp4": "video/mp4"}  # fmt: skip
+             ".vtt": "text/vtt", ".mp4": "video/mp4", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}  # fmt: skip
     return known.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 

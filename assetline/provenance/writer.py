@@ -21,7 +21,13 @@ from assetline.storage import sha256_file, write_atomically
 
 
 class Signer(Protocol):
-    """Signs a finished manifest (the C2PA signer implements this); returns the signature block."""
+    """Signs an output and its manifest; returns the block for the sidecar's `signature` field.
+
+    The one implementation, `provenance.credentials.ContentSigner`, embeds a
+    C2PA manifest into the output (rewriting it atomically, so its sha256
+    changes) or writes `output.c2pa` beside it; `write_manifest` then records
+    the output's final hash and size.
+    """
 
     def sign(self, output: Path, manifest: Manifest) -> dict: ...
 
@@ -44,6 +50,28 @@ def current_run() -> RunRef:
         return RunRef()
 
 
+def current_recipe():
+    """The recipe of the Prefect flow run this code runs in (its `recipe` parameter), else the defaults.
+
+    Every asset flow takes the recipe as a parameter; signing reads its
+    `provenance` section from there, the same way `current_run` reads the run.
+    """
+    from assetline.config import load_recipe, recipe_from_dict
+
+    try:
+        from prefect.runtime import flow_run
+
+        params = flow_run.parameters if flow_run.get_id() else {}
+    except Exception:
+        params = {}
+    recipe = params.get("recipe") if isinstance(params, dict) else None
+    return recipe_from_dict(recipe) if isinstance(recipe, dict) else load_recipe(None)  # $ASSETLINE_RECIPE, or defaults
+
+
+def output_ref(output: Path) -> OutputRef:
+    return OutputRef(path=output.name, sha256=sha256_file(output), bytes=output.stat().st_size, media_type=media_type(output))
+
+
 def build_manifest(
     output: Path,
     inputs: list[InputRef],
@@ -52,12 +80,7 @@ def build_manifest(
     run: RunRef,
 ) -> Manifest:
     return Manifest(
-        output=OutputRef(
-            path=output.name,
-            sha256=sha256_file(output),
-            bytes=output.stat().st_size,
-            media_type=media_type(output),
-        ),
+        output=output_ref(output),
         inputs=inputs,
         steps=steps,
         run=run,
@@ -68,9 +91,13 @@ def build_manifest(
 
 
 def write_manifest(output: Path, manifest: Manifest, signer: Signer | None = None) -> Path:
-    """Write `output`'s sidecar next to it (signed when a signer is given); returns its path."""
+    """Write `output`'s sidecar next to it (signed when a signer is given); returns its path.
+
+    With a signer, the output is signed first and the sidecar records its final bytes.
+    """
     if signer is not None:
-        manifest = manifest.model_copy(update={"signature": signer.sign(output, manifest)})
+        signature = signer.sign(output, manifest)
+        manifest = manifest.model_copy(update={"output": output_ref(output), "signature": signature})
     sidecar = sidecar_for(output)
     write_atomically(sidecar, manifest.to_json())
     return sidecar
