@@ -35,6 +35,11 @@ def _open_error(path: Path, exc: Exception) -> BadInputError:
     return BadInputError(path, f"cannot read file: {exc}")
 
 
+def _exception_text(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def probe_kind(path: Path) -> Kind:
     """`image`, `video` or `audio`, decided by the file's content.
 
@@ -55,6 +60,13 @@ def probe_kind(path: Path) -> Kind:
         pass
     except OSError as exc:
         raise _open_error(path, exc) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # an image format's own check failed on a corrupt header (ValueError, struct.error)
+        try:
+            return _probe_av_kind(path)  # unless it is media after all
+        except BadInputError:
+            raise BadInputError(path, f"image is corrupt ({_exception_text(exc)})") from None
     return _probe_av_kind(path)
 
 
@@ -170,6 +182,10 @@ def load_image(path: Path, max_pixels: int) -> LoadedImage:
         raise BadInputError(path, "not a recognised image") from None
     except OSError as exc:
         raise _open_error(path, exc) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # a format's own check on a corrupt header (ValueError, struct.error, ...)
+        raise BadInputError(path, f"image is corrupt ({_exception_text(exc)})") from None
     with img:
         check_pixel_limit(path, img.size, max_pixels)
         try:
@@ -181,6 +197,10 @@ def load_image(path: Path, max_pixels: int) -> LoadedImage:
             if "truncated" in msg or "broken" in msg.lower() or isinstance(exc, SyntaxError):
                 raise BadInputError(path, f"image is truncated or corrupt ({msg})") from None
             raise BadInputError(path, f"cannot decode image ({msg})") from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # a decoder's own failure on corrupt data (struct.error, IndexError, ...)
+            raise BadInputError(path, f"image is truncated or corrupt ({_exception_text(exc)})") from None
         source_mode = img.mode
         source_size = img.size
         icc = img.info.get("icc_profile")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -161,3 +162,71 @@ def test_adding_a_folder_that_is_not_a_model_of_that_family_is_refused(tmp_path)
                      env={"ASSETLINE_USER_MODELS": str(tmp_path / "u.yaml")})
     assert result.returncode == 2
     assert "needs 'model.bin'" in result.stderr
+
+
+def _cache_with_one_damaged_file(pulled: Path, cache: Path, model: str, damaged: str) -> Path:
+    """A private cache: every built-in model linked from the shared one, `model`/`damaged` a corrupted copy.
+
+    The damaged file gets bytes of its own (a hard link would corrupt the shared cache too).
+    """
+    for spec in models.REGISTRY.values():
+        if spec.name not in models.BUILT_IN or not (pulled / spec.name).is_dir():
+            continue
+        (cache / spec.name).mkdir(parents=True)
+        for f in spec.files:
+            try:
+                os.link(pulled / spec.name / f.name, cache / spec.name / f.name)
+            except OSError:  # another file system: copy
+                shutil.copyfile(pulled / spec.name / f.name, cache / spec.name / f.name)
+    target = cache / model / damaged
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.unlink()  # break the link first
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("model, damaged", [("u2netp", "u2netp.onnx"), ("whisper-tiny.en", "config.json")])
+def test_run_with_a_corrupt_model_fails_once_naming_it_and_the_fix_and_makes_nothing(tmp_path, pulled_models, model, damaged):
+    from PIL import Image
+
+    cache = tmp_path / "models"
+    _cache_with_one_damaged_file(pulled_models, cache, model, damaged)
+    src = tmp_path / "in" / "a.png"
+    src.parent.mkdir()
+    Image.new("RGB", (16, 16), "red").save(src)
+    result = run_cli("run", str(src.parent), "--out", str(tmp_path / "out"), api_url=None,
+                     env={"ASSETLINE_MODELS": str(cache)})  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    expected = f"{model}: model is corrupt ({damaged} sha256 mismatch): run `assetline models pull`"
+    assert [line for line in result.stderr.splitlines() if model in line] == [f"error: {expected}"], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
+    assert models.status(models.get_spec(model)) == "present"  # the shared cache was never touched
+
+
+def test_a_model_corrupted_after_the_check_fails_its_asset_in_the_step_and_makes_nothing(
+    tmp_path, pulled_models, monkeypatch, prefect_api
+):
+    """Past the CLI's check (a long-running `serve`, a file damaged mid-batch): the step itself refuses it."""
+    from PIL import Image
+
+    from assetline.config import Recipe
+    from assetline.flows.batch import run_batch
+
+    cache = tmp_path / "models"
+    _cache_with_one_damaged_file(pulled_models, cache, "u2netp", "u2netp.onnx")
+    monkeypatch.setenv("ASSETLINE_MODELS", str(cache))
+    models._verified.clear()
+    src = tmp_path / "in" / "a.png"
+    src.parent.mkdir()
+    Image.new("RGB", (16, 16), "red").save(src)
+    out = tmp_path / "out"
+    try:
+        (result,) = run_batch([src], out, Recipe())
+    finally:
+        models._verified.clear()
+    assert result.status == "failed"
+    assert result.message == "u2netp: model is corrupt (u2netp.onnx sha256 mismatch): run `assetline models pull`"
+    assert not out.exists() or [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
+    assert not (out / ".assetline-staging").exists()

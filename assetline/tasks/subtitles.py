@@ -66,6 +66,11 @@ _CLOSERS = "\"'”’»)]"
 _PUNCTUATION = string.punctuation + "“”‘’«»…—–"
 
 
+# SubRip times end at 99:59:59.999; pysubs2 would silently clamp later ones. A word must end
+# early enough for its cue (up to max_duration, 30 s at most) to fit.
+MAX_WORD_SECONDS = 359_999.999 - 60
+
+
 class SubtitleCue(NamedTuple):
     start: float  # seconds, whole milliseconds
     end: float
@@ -97,8 +102,14 @@ def normalise_text(text: str) -> str:
     """Whisper's leading space and any run of whitespace (newlines too) become nothing or one space.
 
     Other control characters are dropped: they could end an SRT cue early or hide text.
+    A lone surrogate (a JSON `\\ud800` escape in a transcript) cannot be written as
+    UTF-8: it becomes U+FFFD, the replacement character.
     """
-    kept = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
+    kept = "".join(
+        "\ufffd" if unicodedata.category(ch) == "Cs" else ch
+        for ch in text
+        if ch.isspace() or unicodedata.category(ch) != "Cc"
+    )
     return " ".join(kept.split())
 
 
@@ -156,6 +167,11 @@ def _tokens(words: Sequence[Word]) -> list[_Token]:
             start = end = math.nan
         if not (math.isfinite(start) and math.isfinite(end) and isinstance(word.text, str)):
             raise ValueError(f"word {word.text!r} at {word.start!r}..{word.end!r} is not a timed text")
+        if max(start, end) > MAX_WORD_SECONDS:
+            raise ValueError(
+                f"word {word.text!r} at {word.start!r}..{word.end!r} is later than a subtitle file can hold "
+                f"(SubRip ends at 99:59:59.999)"
+            )
         text = normalise_text(word.text)
         if not text:
             continue

@@ -1,0 +1,128 @@
+"""The output side failing mid-run: the disk fills, or an asset's folder is read-only.
+
+The output root is a small tmpfs mounted for the test (root only: skipped, with
+the reason, where mounting is not permitted); one asset's folder in it is a
+read-only folder. Each affected asset gets one line naming its output and the
+cause, nothing half-written is left, and the other assets complete. (As root,
+the CLI runs without CAP_DAC_OVERRIDE so that a read-only folder is read-only to it.)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assetline.errors import BadInputError, OutputError
+from assetline.ffmpeg import run_ffmpeg
+from assetline.storage import STAGING_DIR, sha256_file
+from conftest import photo, run_cli
+from test_bad_input import _can_drop_dac_capabilities, _drop_dac_capabilities
+from test_run_footage import make_clip
+
+CLI_ENV = {"COLUMNS": "80", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+
+
+def _mount(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["mount", *args], capture_output=True, text=True)
+
+
+def _unmount(path: Path) -> None:
+    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs: room for a few small outputs (and signing them), not for a large one."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    mounted = _mount("-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mount_point))
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        _unmount(mount_point)
+
+
+def run_cli_unprivileged(*args: str, api_url: str) -> subprocess.CompletedProcess:
+    """`assetline ARGS` that file permissions apply to, even as root (no CAP_DAC_OVERRIDE)."""
+    if os.geteuid() != 0:
+        return run_cli(*args, api_url=api_url, env=CLI_ENV)
+    if not _can_drop_dac_capabilities():
+        pytest.skip("root without CAP_SETPCAP: cannot make a folder unwritable to the CLI")
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")}
+    env.update(CLI_ENV, PREFECT_API_URL=api_url)
+    return subprocess.run(  # noqa: PLW1509 - preexec_fn only calls prctl
+        [sys.executable, "-m", "assetline.cli", *args], capture_output=True, text=True, env=env, timeout=1800,
+        preexec_fn=_drop_dac_capabilities,
+    )  # fmt: skip
+
+
+def lines_naming(text: str, name: str) -> list[str]:
+    return [line for line in text.splitlines() if name in line]
+
+
+def test_ffmpeg_writing_to_a_full_disk_blames_the_output_not_the_input(small_disk: Path, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "clip.mp4", audio=None, seconds=1.0)
+    target = small_disk / "too-big.mp4"
+    args = ["-i", str(clip), "-vf", "scale=1280:720", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "0", str(target)]
+    with pytest.raises(OutputError) as exc:
+        run_ffmpeg(args, clip, bad_input=True)  # an input failure would be BadInputError
+    assert not isinstance(exc.value, BadInputError)
+    assert exc.value.line() == f"{target}: no space left on the output device"
+
+
+def test_full_disk_and_read_only_folder_fail_their_assets_clearly_and_the_rest_complete(
+    small_disk: Path, tmp_path: Path, prefect_api: str
+) -> None:
+    inp, out = tmp_path / "in", small_disk / "out"
+    inp.mkdir()
+    photo("astronaut", (1536, 1536)).save(inp / "a-large.png")  # its outputs are larger than the disk
+    make_clip(inp / "b-clip.mp4", audio=None, seconds=2.0, size="640x360")  # ffmpeg fills the disk
+    photo("chelsea", (48, 32)).save(inp / "c-small.png")
+    photo("coffee", (40, 40)).save(inp / "d-small.jpg", quality=90)
+    photo("rocket", (40, 40)).save(inp / "e-locked.png")
+    locked = out / f"e-locked-{sha256_file(inp / 'e-locked.png')[:8]}"
+    locked.mkdir(parents=True)
+    locked.chmod(0o555)  # an earlier run's folder, made read-only
+    try:
+        proc = run_cli_unprivileged("run", str(inp), "--out", str(out), "--set", "run.concurrency=1",
+                                    "--set", "video.encode.preset=ultrafast", "--set", "image.upscale.method=lanczos",
+                                    api_url=prefect_api)  # fmt: skip
+    finally:
+        locked.chmod(0o755)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert "Traceback" not in text, text
+    assert "2 done, 0 up to date, 3 failed" in proc.stdout, text
+
+    for name, cause in (("a-large.png", "no space left on the output device"),
+                        ("b-clip.mp4", "no space left on the output device"),
+                        ("e-locked.png", "not writable")):  # fmt: skip
+        failures = [line for line in lines_naming(proc.stderr, name) if "failed" in line]
+        assert len(failures) == 1 and cause in failures[0], (name, lines_naming(proc.stderr, name))
+        assert "bad input" not in failures[0].lower() and "ffmpeg failed" not in failures[0]
+    # The line names where the output could not be written as the user knows it, never the staging folder.
+    for name in ("a-large.png", "b-clip.mp4", "e-locked.png"):
+        (line,) = [line for line in lines_naming(proc.stderr, name) if "failed" in line]
+        assert f"{out}/{Path(name).stem}-" in line and STAGING_DIR not in line, line
+
+    # Nothing half-written: the small stills complete, the failed assets have nothing, no staging is left.
+    folders = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert [f.rsplit("-", 1)[0] for f in folders] == ["c-small", "d-small", "e-locked"], folders
+    assert list(locked.iterdir()) == []
+    for stem in ("c-small", "d-small"):
+        (folder,) = [out / f for f in folders if f.startswith(stem)]
+        assert {"cutout.png", "upscaled.png", "cutout.png.provenance.json", "upscaled.png.provenance.json"} <= {
+            p.name for p in folder.iterdir()
+        }
+    assert not (out / STAGING_DIR).exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    verified = run_cli("verify", str(out), api_url=None)
+    assert verified.returncode == 0, verified.stdout
