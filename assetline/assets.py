@@ -37,15 +37,30 @@ class Asset:
         return output_folder_name(self.path, self.sha256)
 
 
+# A folder name is at most 255 bytes on common file systems; the staging folder adds 13.
+_STEM_MAX_CHARS, _STEM_MAX_BYTES = 120, 200
+
+
 def output_folder_name(path: Path, sha256: str) -> str:
-    """`<input-stem>-<first 8 hex of sha256>`, the stem made safe as one folder name."""
+    """`<input-stem>-<first 8 hex of sha256>`, the stem made safe as one folder name.
+
+    Separators and control characters become `_`, leading dots go (never `..` or a
+    hidden folder), and the stem is cut to 120 characters and 200 bytes of UTF-8
+    (a long name in a non-Latin script would otherwise exceed the file system's limit).
+    """
     stem = unicodedata.normalize("NFC", path.stem)
     stem = re.sub(r"[\x00-\x1f\x7f/\\]", "_", stem).lstrip(".").strip() or "asset"
-    return f"{stem[:120]}-{sha256[:8]}"
+    stem = stem[:_STEM_MAX_CHARS].encode("utf-8")[:_STEM_MAX_BYTES].decode("utf-8", "ignore").strip() or "asset"
+    return f"{stem}-{sha256[:8]}"
 
 
 def identify(path: Path) -> Asset:
-    """Hash and probe one file. Raises `BadInputError` naming the file and the cause."""
+    """Hash and probe one file. Raises `BadInputError` naming the file and the cause.
+
+    The path is made absolute first: ffmpeg and PyAV read a bare name such as
+    `concat:a.wav|b.wav` or `pipe:0` as a protocol, not as the file of that name.
+    """
+    path = path.absolute()
     try:
         size = path.stat().st_size
         if not path.is_file():
@@ -116,7 +131,7 @@ def discover(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list[
             dirnames[:] = keep
             for name in sorted(filenames):
                 full = current / name
-                if name.startswith(".") or name.endswith(SIDECAR_SUFFIX):
+                if name.startswith(".") or name.endswith((SIDECAR_SUFFIX, ".c2pa")):  # provenance, not media
                     continue
                 if full.is_symlink():
                     target = full.resolve()

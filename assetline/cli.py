@@ -9,6 +9,7 @@ from assetline import prefect_env
 
 prefect_env.configure()
 
+import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
@@ -30,6 +31,9 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List, fetch (pinned, hash-checked) and verify models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+keys_app = typer.Typer(help="Signing keys for Content Credentials (C2PA): make a development CA, show what is used.",
+                       no_args_is_help=True)  # fmt: skip
+app.add_typer(keys_app, name="keys")
 
 out = Console(soft_wrap=True)  # one line per finding, however long: greppable
 err = Console(stderr=True, soft_wrap=True)
@@ -83,6 +87,21 @@ def _require_models(settings) -> None:
     except AssetlineError as exc:
         err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
+    _require_signing_key()  # every command that runs assets comes through here
+
+
+def _require_signing_key() -> None:
+    """Outputs are never unsigned: use the configured key, or make a development CA and key now and say so."""
+    from assetline.keys import signing_key
+
+    try:
+        _, made = signing_key(create=True)
+    except AssetlineError as exc:
+        err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    if made:
+        err.print(f"no signing key configured: made a development CA and signing key in {made} "
+                  "(`assetline keys show` says how to trust it elsewhere)", highlight=False)  # fmt: skip
 
 
 def _run_with_progress(paths: list[Path], out_dir: Path, settings) -> list:
@@ -120,14 +139,21 @@ def _print_results(results: list) -> None:
 def verify(
     paths: Annotated[list[Path], typer.Argument(help="Outputs, sidecars or output folders.")],
 ) -> None:
-    """Check outputs against their provenance sidecars; exit 0 only if all hold."""
+    """Check outputs against their provenance sidecars and Content Credentials; exit 0 only if all hold.
+
+    For each output: its C2PA validation state, whether its signer is trusted
+    (the anchors of `assetline keys show`), the chain of ingredients back to
+    the original input, the AI disclosure, and that the JSON sidecar agrees
+    with the signed manifest. One line per problem.
+    """
     from assetline.provenance import verify_paths
 
     verdicts = verify_paths(paths)
     failed = [v for v in verdicts if not v.ok]
     for v in verdicts:
         if v.ok:
-            out.print(f"[green]ok[/green]     {v.output}", highlight=False)
+            c2pa = next((n for n in v.notes if n.startswith("C2PA ")), "")
+            out.print(f"[green]ok[/green]     {v.output}" + (f"  ({c2pa})" if c2pa else ""), highlight=False)
         else:
             for problem in v.problems:
                 out.print(f"[red]FAILED[/red] {v.output}: {problem}", highlight=False)
@@ -135,6 +161,55 @@ def verify(
         raise _usage_error("nothing to verify: no outputs found")
     out.print(f"{len(verdicts) - len(failed)} of {len(verdicts)} outputs verified")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@keys_app.command("init")
+def keys_init(
+    folder: Annotated[Optional[Path], typer.Option("--dir", help="Where to put them (default: $ASSETLINE_KEYS or the user data folder).")] = None,
+    alg: Annotated[str, typer.Option("--alg", help="es256 (EC P-256) or ed25519.")] = "es256",
+    force: Annotated[bool, typer.Option("--force", help="Replace keys that are already there.")] = False,
+) -> None:
+    """Make a local CA and a signing certificate it issued (development and first use); keys get mode 0600."""
+    from assetline.keys import init_keys, keys_dir, trust_instructions
+
+    target = folder or keys_dir()
+    try:
+        made = init_keys(target, alg=alg.lower(), force=force)
+    except AssetlineError as exc:
+        err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    name = {"es256": "ES256", "ed25519": "Ed25519"}[alg.lower()]
+    out.print(f"made a development CA and an {name} signing certificate in {made} (private keys: mode 0600)", highlight=False)
+    if folder is not None and folder.resolve() != keys_dir().resolve():
+        out.print(f"use them: export ASSETLINE_KEYS={made.resolve()}", highlight=False)
+    for line in trust_instructions(made):
+        out.print(line, highlight=False)
+
+
+@keys_app.command("show")
+def keys_show() -> None:
+    """Which certificate signs outputs, and which CAs `verify` trusts (public facts only, never a key)."""
+    from assetline.keys import CA_CERT, configured_key, describe_certificate, keys_dir, trust_anchors, trust_instructions
+
+    try:
+        key = configured_key()
+        anchors, where = trust_anchors()
+    except AssetlineError as exc:
+        err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    if key is None:
+        out.print(f"signing key: none (in {keys_dir()}); `assetline run` makes a development one, or run `assetline keys init`", highlight=False)
+    else:
+        facts = describe_certificate(key.chain_pem)
+        out.print(f"signing certificate: {key.origin}", highlight=False)
+        out.print(f"  subject {facts['subject']}; issuer {facts['issuer']}; {key.alg}; valid until {facts['not_after']}", highlight=False)
+        out.print(f"  sha256 fingerprint {facts['sha256_fingerprint']}", highlight=False)
+        out.print(f"  timestamp authority: {key.tsa_url or 'none (ASSETLINE_TSA_URL unset)'}", highlight=False)
+    count = anchors.count("-----BEGIN CERTIFICATE-----") if anchors else 0
+    out.print(f"trust anchors for verify: {where}" + (f" ({count} certificate{'s' * (count != 1)})" if anchors else ""), highlight=False)
+    if key is not None and (keys_dir() / CA_CERT).is_file():
+        for line in trust_instructions(keys_dir()):
+            out.print(line, highlight=False)
 
 
 @models_app.command("list")
@@ -229,6 +304,103 @@ def demo(
                 out.print("the UI stays up until Ctrl-C")
                 _wait_for_interrupt()
     raise typer.Exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
+
+
+@app.command()
+def serve(
+    inbox: Annotated[Path, typer.Option("--inbox", "-i", help="Folder to watch; created if missing.")] = Path("inbox"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output root.")] = Path("out"),
+    recipe: Annotated[Optional[Path], typer.Option("--recipe", "-r", help="Recipe YAML (default: built-in, see configs/default.yaml).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override one recipe value: key.path=value.")] = None,
+    port: Annotated[int, typer.Option("--port", help="Port for the local Prefect server (when PREFECT_API_URL is unset).")] = 4200,
+    catch_up: Annotated[bool, typer.Option("--catch-up/--no-catch-up", help="Process what is already in the inbox at start.")] = True,
+    host: Annotated[str, typer.Option("--host", help="Address the local Prefect server listens on (0.0.0.0 in a container).")] = "127.0.0.1",
+) -> None:
+    """Watch an inbox and process each file that lands in it; also a nightly batch. Runs until Ctrl-C."""
+    from assetline.config import load_recipe
+    from assetline.serve import BATCH_DEPLOYMENT, PROCESS_DEPLOYMENT, ServeSettings
+    from assetline.serve import serve as serve_forever
+    from assetline.server import prefect_server
+
+    try:
+        settings = load_recipe(recipe, set_ or [])
+    except RecipeError as exc:
+        raise _usage_error(exc.line()) from None
+    if inbox.resolve() == out_dir.resolve():
+        raise _usage_error("--inbox and --out must be different folders")
+    _require_models(settings)
+    _log_to_console()
+    try:
+        with prefect_server(port, host) as ui_url:
+            def ready() -> None:
+                out.print(f"Prefect UI: {ui_url}", highlight=False)
+                out.print(f"watching {inbox.resolve()} -> {out_dir.resolve()}", highlight=False)
+                out.print(f"deployments: {PROCESS_DEPLOYMENT} (on arrival), {BATCH_DEPLOYMENT} ({settings.inbox.batch_cron}, {settings.inbox.timezone})", highlight=False)
+                out.print("stop with Ctrl-C", highlight=False)
+
+            serve_forever(ServeSettings(inbox.resolve(), out_dir.resolve(), settings, catch_up), on_ready=ready)
+    except AssetlineError as exc:
+        err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    out.print("stopped")
+
+
+@app.command()
+def watch(
+    inbox: Annotated[Path, typer.Option("--inbox", "-i", help="Folder to watch.")] = Path("inbox"),
+    recipe: Annotated[Optional[Path], typer.Option("--recipe", "-r", help="Recipe YAML (its inbox section applies).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override one recipe value: key.path=value.")] = None,
+    exclude: Annotated[Optional[list[Path]], typer.Option("--exclude", help="A folder inside the inbox not to watch (e.g. the output root).")] = None,
+) -> None:
+    """Only announce arrivals (events) to the server at PREFECT_API_URL; workers elsewhere run them."""
+    import time
+
+    from assetline.config import load_recipe
+    from assetline.inbox import InboxWatcher
+
+    try:
+        settings = load_recipe(recipe, set_ or [])
+    except RecipeError as exc:
+        raise _usage_error(exc.line()) from None
+    if not os.environ.get("PREFECT_API_URL"):
+        raise _usage_error("set PREFECT_API_URL to the server that runs the deployments (or use `assetline serve`)")
+    try:
+        inbox.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _usage_error(f"{inbox}: cannot use as the inbox ({exc.strerror})") from None
+    _log_to_console()
+    watcher = InboxWatcher(inbox, settings.inbox, exclude=exclude or [])
+    watcher.start()
+    out.print(f"watching {inbox.resolve()}: announcing arrivals to {os.environ['PREFECT_API_URL']}", highlight=False)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+        _flush_events()
+
+
+def _log_to_console() -> None:
+    """serve/watch: arrivals and refusals (INFO), and the runner's warnings (a crashed run), on stderr."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)  # one line per event, unwrapped: greppable
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    for name, level in (("assetline", logging.INFO), ("prefect.runner", logging.WARNING)):
+        logger = logging.getLogger(name)
+        logger.setLevel(min(logger.level or level, level))
+        logger.addHandler(handler)
+
+
+def _flush_events() -> None:
+    try:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=10)
+    except Exception:
+        pass
 
 
 def _wait_for_interrupt() -> None:

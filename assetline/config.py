@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from assetline.errors import RecipeError
 
 Device = Literal["cpu", "cuda", "auto"]
+# CTranslate2's compute types; which of them a machine supports is checked when the model loads.
+COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                 "float16", "bfloat16", "float32")  # fmt: skip
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; anything past 1 MiB is not one
 
 
 def _model_of_family(name: str, family: str) -> str:
@@ -32,7 +37,9 @@ def _model_of_family(name: str, family: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys, values of the wrong type (no `true` for a number, no "4" for 4) and
+    # NaN or infinity are all refused: a recipe (or an event's payload) is checked whole.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class RemoveBackgroundOptions(_Strict):
@@ -85,9 +92,11 @@ class ImageRecipe(_Strict):
 class TranscribeOptions(_Strict):
     enabled: bool = True
     model: str = "whisper-tiny.en"  # a registered Whisper model (CTranslate2)
-    language: str | None = "en"  # None: detect (multilingual models only)
+    # None: detect (multilingual models only). Letters only here; whether Whisper knows the
+    # code is checked when the model loads (a RecipeError naming it).
+    language: str | None = Field("en", pattern=r"^[A-Za-z]{2,16}$")
     device: Device = "cpu"
-    compute_type: str = "int8"  # int8 | int8_float16 | float16 | float32 ...
+    compute_type: str = "int8"  # int8 | int8_float16 | float16 | float32 ... (CTranslate2's names)
     cpu_threads: int = Field(0, ge=0, le=256)  # 0: every core
     beam_size: int = Field(5, ge=1, le=20)
     vad: bool = True  # Silero VAD (ships inside faster-whisper) skips silence
@@ -97,6 +106,13 @@ class TranscribeOptions(_Strict):
     @classmethod
     def _known_model(cls, v: str) -> str:
         return _model_of_family(v, "whisper")
+
+    @field_validator("compute_type")
+    @classmethod
+    def _known_compute_type(cls, v: str) -> str:
+        if v not in COMPUTE_TYPES:
+            raise ValueError(f"unknown compute type {v!r} (one of: {', '.join(COMPUTE_TYPES)})")
+        return v
 
 
 class SubtitleOptions(_Strict):
@@ -167,15 +183,77 @@ class FootageRecipe(_Strict):
     package: PackageOptions = PackageOptions()
 
 
+class RetryOptions(_Strict):
+    """Retries for transient failures only (a busy API, a flaky share); bad input is never retried."""
+
+    attempts: int = Field(2, ge=0, le=10)
+    delay_seconds: float = Field(5.0, ge=0, le=3600)  # the first wait; each later one doubles
+
+
+class LimitOptions(_Strict):
+    """Machine-wide slots for the heavy steps, shared by every run on this host (0: no limit)."""
+
+    transcribe: int = Field(1, ge=0, le=64)
+    render_video: int = Field(1, ge=0, le=64)
+
+
 class RunOptions(_Strict):
     concurrency: int = Field(2, ge=1, le=64)  # assets in flight at once
+    retries: RetryOptions = RetryOptions()
+    limits: LimitOptions = LimitOptions()
+
+
+DEFAULT_IGNORE = (".*", "~$*", "*.part", "*.tmp", "*.crdownload", "*.partial", "*.download", "*.!qB")
+
+
+class InboxOptions(_Strict):
+    """How `assetline serve` and `assetline watch` see files arrive, and the scheduled batch."""
+
+    observer: Literal["native", "polling"] = "native"  # polling: network shares (NFS, SMB) miss inotify events
+    poll_seconds: float = Field(1.0, gt=0, le=600)  # how often sizes are checked (and the polling observer looks)
+    hold_seconds: float = Field(2.0, ge=0, le=3600)  # a file must be unchanged this long to count as arrived
+    ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))  # partial and hidden files
+    batch_cron: str = "0 2 * * *"  # the batch-inbox deployment's schedule (nightly at 02:00)
+    timezone: str = "UTC"
+
+    @field_validator("batch_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=v)
+        except ValueError:
+            raise ValueError(f"not a cron expression: {v!r}") from None
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+class ProvenanceOptions(_Strict):
+    """What every output's Content Credentials (C2PA manifest) declare beyond what was done to it."""
+
+    # The training-and-data-mining assertion (CAWG): may the output be used to train AI
+    # models, for generative training, for inference, for data mining. One value for all four.
+    training_mining: Literal["allowed", "notAllowed", "constrained"] = "notAllowed"
 
 
 class Recipe(_Strict):
     run: RunOptions = RunOptions()
+    inbox: InboxOptions = InboxOptions()
     image: ImageRecipe = ImageRecipe()
     audio: AudioRecipe = AudioRecipe()
     video: FootageRecipe = FootageRecipe()
+    provenance: ProvenanceOptions = ProvenanceOptions()
 
     def required_models(self) -> list[str]:
         """The registered models this recipe will load."""
@@ -198,10 +276,13 @@ class Recipe(_Strict):
         """Digest of the part of the recipe that shapes one kind's outputs.
 
         Changing an image setting reprocesses images, not footage; `run`
-        settings (concurrency) change no output and are left out.
+        settings (concurrency) change no output and are left out. The
+        `provenance` section goes into every kind's: it is in every output's
+        signed manifest.
         """
         section = getattr(self, kind).model_dump(mode="json")
-        canonical = json.dumps({"kind": kind, kind: section}, sort_keys=True, separators=(",", ":"))
+        signed = self.provenance.model_dump(mode="json")
+        canonical = json.dumps({"kind": kind, kind: section, "provenance": signed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -223,7 +304,7 @@ def parse_set(item: str) -> tuple[str, Any]:
         raise RecipeError("--set", f"expected key.path=value, got {item!r}")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     if value is None and raw.strip() not in ("null", "~", "Null", "NULL"):
         value = raw  # e.g. "#ffffff", which YAML reads as a comment
@@ -239,17 +320,54 @@ def _format_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _read_recipe_file(source: Path) -> str:
+    """The text of a recipe file: a regular file, at most `MAX_RECIPE_BYTES`, UTF-8."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    except OSError as exc:
+        raise RecipeError(source, f"cannot read recipe: {exc.strerror}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RecipeError(source, "a recipe must be a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+    except OSError as exc:
+        raise RecipeError(source, f"cannot read recipe: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(source, f"recipe is larger than {MAX_RECIPE_BYTES // 1024} KiB: not a recipe")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecipeError(source, "recipe is not UTF-8 text") from None
+
+
+def parse_recipe_text(text: str, source: str | Path = "recipe") -> Any:
+    """YAML to plain data, refusing what no recipe needs: anchors and aliases (a 'billion laughs'), deep nesting.
+
+    Errors are one line.
+    """
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, (yaml.AliasToken, yaml.AnchorToken, yaml.TagToken)):
+                raise RecipeError(source, "YAML anchors, aliases and tags are not allowed in a recipe")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise RecipeError(source, f"not valid YAML: {problem or ' '.join(str(exc).split())}{where}") from None
+    except RecursionError:
+        raise RecipeError(source, "not a recipe: nested too deeply") from None
+
+
 def load_recipe(path: Path | None = None, sets: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a recipe file (or `$ASSETLINE_RECIPE`, or the defaults) and apply `--set` overrides."""
     source: Path | None = path or (Path(os.environ["ASSETLINE_RECIPE"]) if os.environ.get("ASSETLINE_RECIPE") else None)
     data: dict = {}
     if source is not None:
-        try:
-            loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise RecipeError(source, f"cannot read recipe: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise RecipeError(source, f"not valid YAML: {exc}") from exc
+        loaded = parse_recipe_text(_read_recipe_file(source), source)
         if loaded is not None and not isinstance(loaded, dict):
             raise RecipeError(source, "a recipe must be a mapping of sections")
         data = loaded or {}

@@ -446,7 +446,8 @@ class _SessionCache:
 
 sessions = _SessionCache()
 
-_parallel_assets = 1
+# `assetline serve` runs each asset in its own process: it tells them how many run at once.
+_parallel_assets = max(1, int(os.environ.get("ASSETLINE_PARALLEL_ASSETS", "1") or 1))
 
 
 def set_parallel_assets(count: int) -> None:

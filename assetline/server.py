@@ -27,31 +27,37 @@ def ui_url_for(api_url: str) -> str:
     return api_url.rstrip("/").removesuffix("/api")
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no obstacle
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
             return True
         except OSError:
             return False
 
 
 @contextmanager
-def prefect_server(port: int = 4200) -> Iterator[str]:
-    """Yield the UI address: the configured server's, or a local one started for the duration."""
+def prefect_server(port: int = 4200, host: str = "127.0.0.1") -> Iterator[str]:
+    """Yield the UI address: the configured server's, or a local one started for the duration.
+
+    The local one listens on `host` (loopback by default; 0.0.0.0 in a container, where
+    the port is published); the UI's browser side reaches the API at
+    `PREFECT_UI_API_URL`, by default through 127.0.0.1 and the same port.
+    """
     if os.environ.get("PREFECT_API_URL"):
         yield ui_url_for(os.environ["PREFECT_API_URL"])
         return
-    if not _port_free(port):
-        raise AssetlineError(f"127.0.0.1:{port}", "port is in use: pass --port, or set PREFECT_API_URL to that server")
+    if not _port_free(port, host):
+        raise AssetlineError(f"{host}:{port}", "port is in use: pass --port, or set PREFECT_API_URL to that server")
     home = prefect_home()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}  # fmt: skip
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.setdefault("PREFECT_UI_API_URL", f"http://127.0.0.1:{port}/api")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )  # fmt: skip
     api = f"http://127.0.0.1:{port}/api"

@@ -17,14 +17,22 @@ os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
+# Signing keys of the session's own (made by the `signing_keys` fixture), never the user's:
+# every run and verify here, in this process and in children, uses them.
+_KEYS = Path(tempfile.mkdtemp(prefix="assetline-test-keys-")) / "keys"
+os.environ["ASSETLINE_KEYS"] = str(_KEYS)
+for _name in ("ASSETLINE_SIGNING_CERT", "ASSETLINE_SIGNING_KEY", "ASSETLINE_TRUST_ANCHORS", "ASSETLINE_TSA_URL"):
+    os.environ.pop(_name, None)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import netguard  # noqa: E402
 from assetline import models  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+NETGUARD_LOG = Path(tempfile.mkdtemp(prefix="assetline-netguard-")) / "attempts.jsonl"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,8 +44,43 @@ def pulled_models() -> Path:
     return models.cache_root()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def network_guard(pulled_models) -> Path:
+    """Tests run offline: only loopback and AF_UNIX connections, here and in every Python child.
+
+    Installed once the models are in the cache (a first pull may need the
+    registry); every refused attempt is recorded in `NETGUARD_LOG` (see netguard.py).
+    """
+    env = netguard.subprocess_env(NETGUARD_LOG)
+    os.environ["PYTHONPATH"] = env["PYTHONPATH"]
+    os.environ[netguard.LOG_ENV] = str(NETGUARD_LOG)
+    netguard.install()
+    return NETGUARD_LOG
+
+
+@pytest.fixture(autouse=True)
+def no_network_attempted(network_guard: Path):
+    """Fail any test during which something tried to reach beyond this machine."""
+    before = len(netguard.attempts(network_guard))
+    yield
+    new = netguard.attempts(network_guard)[before:]
+    if new:
+        shown = "; ".join(f"{a['kind']} {a['target']} (pid {a['pid']}, from {a['stack'][-1:]})" for a in new[:5])
+        pytest.fail(f"{len(new)} attempt(s) to reach the network: {shown}", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_keys() -> Path:
+    """The session's development CA and signing key (`assetline keys init` into a temporary folder)."""
+    from assetline.keys import init_keys
+
+    if not (_KEYS / "signer.key").exists():
+        init_keys(_KEYS)
+    return _KEYS
+
+
 @pytest.fixture(scope="session")
-def prefect_api() -> str:
+def prefect_api(network_guard) -> str:
     """One real Prefect server for the whole session; returns its API URL."""
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness

@@ -42,8 +42,8 @@ def test_audio_is_routed_by_content_and_every_output_has_a_sidecar(audio_run):
     assert "2 done, 0 up to date, 0 failed" in result.stdout
     for stem in ("arctic_a0007", "silence"):
         names = sorted(p.name for p in folder_of(out, stem).iterdir())
-        assert names == sorted(
-            f"{n}{s}" for n in ("transcript.json", "subtitles.srt", "subtitles.vtt") for s in ("", ".provenance.json")
+        assert names == sorted(  # text can't hold a C2PA manifest: each has its manifest store beside it
+            f"{n}{s}" for n in ("transcript.json", "subtitles.srt", "subtitles.vtt") for s in ("", ".c2pa", ".provenance.json")
         )
     assert tree_state(inputs) == before
 

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from assetline.assets import Asset, identify, is_up_to_date
-from assetline.errors import BadInputError
+from assetline.errors import AssetlineError, BadInputError
 from assetline.provenance import InputRef, StepRecord, build_manifest, current_run, sidecar_for, write_manifest
-from assetline.storage import publish, sha256_file, staging_folder
+from assetline.storage import asset_lock, publish, remove_stale_temporaries, restate_staged_error, sha256_file, staging_folder
 
 
 @dataclass
@@ -57,7 +57,7 @@ def run_name() -> str:
 
     params = flow_run.parameters
     sha = params.get("sha256") or ""
-    name = Path(params["path"]).name
+    name = Path(str(params.get("path") or "")).name or "(no path)"
     return f"{name} · {sha[:8]}" if sha else name
 
 
@@ -95,25 +95,48 @@ def produce(
     final_dir = out_root / asset.folder_name
     if is_up_to_date(asset, out_root, wanted, recipe_sha256):
         return AssetResult.skipped(asset, final_dir, wanted)
-    with staging_folder(out_root, asset.folder_name) as stage:
-        made = make(stage)
-        outputs = publish_outputs(made, final_dir, recipe_sha256)
-    remove_stale(final_dir, every_output - {p.name for p in outputs})
+    with asset_lock(out_root, asset.folder_name):  # another run on the same content waits, then skips
+        if is_up_to_date(asset, out_root, wanted, recipe_sha256):
+            return AssetResult.skipped(asset, final_dir, wanted)
+        remove_stale_temporaries(final_dir)  # a write cut short by a killed process
+        with staging_folder(out_root, asset.folder_name) as stage:
+            try:
+                made = make(stage)
+                outputs = publish_outputs(made, final_dir, recipe_sha256)
+            except (OSError, AssetlineError) as exc:  # a full disk, an unwritable folder: named as the user sees it
+                stated = restate_staged_error(exc, stage, final_dir)
+                if stated is None:
+                    raise
+                raise stated from exc
+        remove_stale(final_dir, every_output - {p.name for p in outputs})
     return AssetResult.done(asset, final_dir, outputs, note)
 
 
 def publish_outputs(made: list[Made], final_dir: Path, recipe_sha256: str) -> list[Path]:
-    """Write each staged output's sidecar beside it, then move outputs, then sidecars, into `final_dir`.
+    """Sign each staged output and write its sidecars beside it, then move outputs, then sidecars, into `final_dir`.
 
-    Sidecars move last so that a sidecar never names a file that is not there yet.
+    Every output gets Content Credentials the same way, whatever its kind: a
+    C2PA manifest inside it (PNG, JPEG, MP4) or in `X.c2pa` (text), then the
+    JSON sidecar recording its final bytes. Outputs are signed in the order
+    made, so one made from an earlier one (upscaled.png from cutout.png)
+    names the signed file and chains to its manifest. Sidecars move last so
+    that a sidecar never names a file that is not there yet.
     """
+    from assetline.provenance.credentials import c2pa_sidecar_for, content_signer
+    from assetline.provenance.writer import current_recipe
+
     run = current_run()
-    files, sidecars = [], []
+    signer, _ = content_signer(current_recipe().provenance.training_mining)
+    files, stores, sidecars = [], [], []
+    signed: dict[str, InputRef] = {}  # outputs of this run, as they are once signed
     for item in made:
-        manifest = build_manifest(item.output, item.inputs, item.steps, recipe_sha256, run)
-        sidecars.append(write_manifest(item.output, manifest))
+        inputs = [signed.get(ref.path, ref) if ref.role == "intermediate" else ref for ref in item.inputs]
+        manifest = build_manifest(item.output, inputs, item.steps, recipe_sha256, run)
+        sidecars.append(write_manifest(item.output, manifest, signer))
         files.append(item.output)
-    moved = publish(files + sidecars, final_dir)
+        stores += [p for p in (c2pa_sidecar_for(item.output),) if p.is_file()]
+        signed[item.output.name] = intermediate_ref(item.output)
+    moved = publish(files + stores + sidecars, final_dir)
     return moved[: len(files)]
 
 
@@ -121,4 +144,5 @@ def remove_stale(final_dir: Path, names: set[str]) -> None:
     """Remove outputs an earlier recipe made that this one no longer does, sidecar first."""
     for name in sorted(names):
         sidecar_for(final_dir / name).unlink(missing_ok=True)
+        (final_dir / (name + ".c2pa")).unlink(missing_ok=True)  # its C2PA manifest store, for text outputs
         (final_dir / name).unlink(missing_ok=True)

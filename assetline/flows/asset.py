@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, get_run_logger, tags
 
 from assetline.assets import Asset, identify
-from assetline.config import Recipe, recipe_from_dict
+from assetline.config import Recipe, load_recipe, recipe_from_dict
 from assetline.errors import BadInputError
 from assetline.flows._asset import AssetResult, run_name
+from assetline.flows._report import failure_message, label_flow_run, report_asset, report_failure
 from assetline.flows.audio import audio_outputs, run_audio_steps
 from assetline.flows.footage import footage_outputs, run_footage_steps
 from assetline.flows.image import image_outputs, run_image_steps
+from assetline.inbox import confine
 
 
 class Route:
@@ -44,8 +46,36 @@ def route(asset: Asset) -> Route:
 
 
 @flow(name="process-asset", flow_run_name=run_name, log_prints=True, persist_result=False)
-def process_asset(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
-    """Identify one file by its content and run its kind's steps into `out`."""
-    settings = recipe_from_dict(recipe or {})
-    asset = identify(Path(path))
-    return route(asset).steps(asset, Path(out), settings)
+def process_asset(
+    path: str, out: str, recipe: dict | None = None, sha256: str | None = None, inbox: str | None = None
+) -> AssetResult:
+    """Identify one file by its content and run its kind's steps into `out`.
+
+    With `inbox` (the inbox deployment sets it), `path` may be relative to it
+    and must lie inside it: anything else is refused before it is opened.
+    `sha256` is what the announcer saw; the file is hashed again here, and
+    the outputs are named by what is actually there.
+    """
+    logger = get_run_logger()
+    source = Path(path)
+    asset = None
+    try:
+        settings = recipe_from_dict(recipe) if recipe is not None else load_recipe(None)  # $ASSETLINE_RECIPE, or defaults
+        if inbox:
+            source = confine(path, inbox)
+        asset = identify(source)
+        if sha256 and sha256 != asset.sha256:
+            logger.warning("%s changed since it was announced (sha256 %s, now %s)", source, sha256[:12], asset.sha256[:12])
+        run_tags = [asset.kind] + ([f"recipe:{settings.section_sha256(asset.kind)[:8]}"] if asset.kind in ROUTES else [])
+        label_flow_run(run_tags, f"{source.name} · {asset.sha256[:8]}")
+        with tags(*run_tags):  # its task runs carry them too
+            result = route(asset).steps(asset, Path(out), settings)
+    except Exception as exc:
+        if asset is None:
+            label_flow_run(["unidentified"])
+        message = failure_message(exc, source)
+        logger.error("%s: %s", source, message)
+        report_failure(source, asset.sha256 if asset else sha256, message)
+        raise
+    report_asset(result, source)
+    return result

@@ -23,6 +23,7 @@ from prefect import flow
 from assetline.assets import Asset
 from assetline.config import Recipe, recipe_from_dict
 from assetline.flows._asset import AssetResult, Made, identify_as, intermediate_ref, produce, run_name, source_ref
+from assetline.orchestration import configured
 
 TRANSCRIPT, SRT, VTT = "transcript.json", "subtitles.srt", "subtitles.vtt"
 
@@ -40,6 +41,7 @@ def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
     from assetline.tasks.subtitles import subtitles
     from assetline.tasks.transcribe import transcribe
 
+    normalize_loudness, subtitles, transcribe = configured(recipe, normalize_loudness, subtitles, transcribe)
     audio = recipe.audio
 
     def make(stage: Path) -> list[Made]:

@@ -28,6 +28,7 @@ from assetline.config import Recipe, recipe_from_dict
 from assetline.errors import BadInputError
 from assetline.flows._asset import AssetResult, Made, identify_as, intermediate_ref, produce, run_name, source_ref
 from assetline.media import probe
+from assetline.orchestration import configured
 
 VIDEO, BURNED = "video.mp4", "video.burned.mp4"
 TRANSCRIPT, SRT, VTT = "transcript.json", "subtitles.srt", "subtitles.vtt"
@@ -56,6 +57,9 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
     from assetline.tasks.subtitles import subtitles
     from assetline.tasks.transcribe import transcribe
 
+    render_video, normalize_loudness, transcribe, subtitles, package = configured(
+        recipe, render_video, normalize_loudness, transcribe, subtitles, package
+    )
     v = recipe.video
     info = probe(asset.path)
     if info.video is None:

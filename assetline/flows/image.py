@@ -19,12 +19,13 @@ from prefect import flow
 
 from PIL import Image
 
+from assetline import tasks
 from assetline.assets import Asset
 from assetline.config import Recipe, recipe_from_dict
 from assetline.flows._asset import AssetResult, Made, identify_as, intermediate_ref, produce, run_name, source_ref
 from assetline.media import check_pixel_limit
+from assetline.orchestration import configured
 from assetline.provenance import StepRecord
-from assetline.tasks import remove_background, upscale
 from assetline.tasks.remove_background import OUTPUT_NAME as CUTOUT
 from assetline.tasks.upscale import OUTPUT_NAME as UPSCALED
 
@@ -45,6 +46,7 @@ def process_image(path: str, out: str, recipe: dict | None = None, sha256: str |
 
 def run_image_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult:
     image = recipe.image
+    remove_background, upscale = configured(recipe, tasks.remove_background, tasks.upscale)
     with Image.open(asset.path) as probe:  # refuse a bomb before any task starts
         check_pixel_limit(asset.path, probe.size, image.max_pixels)
 

@@ -29,7 +29,8 @@ from assetline import models
 from assetline.config import DenoiseOptions, EncodeOptions, VideoUpscaleOptions
 from assetline.errors import BadInputError, OutputError
 from assetline.ffmpeg import ffmpeg_exe, run_ffmpeg
-from assetline.media import is_cover_art
+from assetline.media import is_cover_art, probe
+from assetline.progress import step_progress
 from assetline.provenance import ModelRef, StepRecord, ToolRef, utc_now
 from assetline.storage import fsync_file
 from assetline.tasks._common import ffmpeg_tool, model_ref, package_version
@@ -407,7 +408,15 @@ def _render_learned(
 
         video = None
         last_pts = None
+        progress = step_progress("render_video")
+        duration = probe(source).duration
+        done_frames = 0
         for frame in _decoded_frames(source, picture, denoise):
+            done_frames += 1
+            if duration and frame.time is not None:
+                progress.update(float(frame.time) / duration)
+            elif picture.frames:
+                progress.update(done_frames / picture.frames)
             if video is None:
                 video = _add_encoder(out, frame.time_base, picture, size, encode, colour_tags)
             pts = frame.pts - round(start / frame.time_base) if frame.pts is not None else None
@@ -427,6 +436,7 @@ def _render_learned(
         for packet in video.encode(None):
             mux_video(packet)
         mux_audio_until(None)
+        progress.done()
 
     resized = (picture.width * run_scale, picture.height * run_scale) != size
     params = {

@@ -21,7 +21,8 @@ from prefect.cache_policies import NO_CACHE
 from assetline import models
 from assetline.config import TranscribeOptions
 from assetline.errors import BadInputError, DeviceError, ModelError, RecipeError
-from assetline.media import probe_kind
+from assetline.media import probe, probe_kind
+from assetline.progress import step_progress
 from assetline.provenance import StepRecord, ToolRef, utc_now
 from assetline.storage import write_atomically
 from assetline.tasks._common import model_ref, package_version
@@ -137,6 +138,14 @@ def _check_language(options: TranscribeOptions, multilingual: bool) -> str | Non
             )
         return "en"
     return language
+
+
+def _duration_or_none(source: Path) -> float | None:
+    """The media's length for progress reporting; None when unknown (the decode reports real problems)."""
+    try:
+        return probe(source).duration
+    except Exception:
+        return None
 
 
 def _audio_windows(source: Path, window_seconds: float) -> Iterator[tuple[float, np.ndarray]]:
@@ -257,6 +266,8 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
     info = None
     total = 0.0
     after_vad = 0.0
+    progress = step_progress("transcribe")
+    expected = _duration_or_none(source)
     for offset, samples in _audio_windows(source, options.window_seconds):
         if len(samples) == 0 and info is not None:
             continue
@@ -271,12 +282,15 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
             record = _segment_record(segment, offset)
             record["id"] = len(segments) + 1
             segments.append(record)
+            if expected:
+                progress.update(record["end"] / expected)
         if info is None:
             info = window_info
             language = language or window_info.language  # one language for the whole file
         total += len(samples) / SAMPLE_RATE
         after_vad += window_info.duration_after_vad
 
+    progress.done()
     used = {
         "device_used": model.model.device,
         "compute_type_used": model.model.compute_type,
