@@ -59,6 +59,7 @@ def prefect_server(port: int = 4200, host: str = "127.0.0.1") -> Iterator[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )  # fmt: skip
     api = f"http://127.0.0.1:{port}/api"
     try:
@@ -69,6 +70,20 @@ def prefect_server(port: int = 4200, host: str = "127.0.0.1") -> Iterator[str]:
         _flush_run_logs()
         os.environ.pop("PREFECT_API_URL", None)
         _stop(proc)
+
+
+def _die_with_parent() -> None:
+    """In the server's child process: get SIGTERM when the process that started it dies, even by SIGKILL.
+
+    Without it a killed `serve` or `demo` would leave its server running, holding the port (Linux only).
+    """
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _flush_run_logs() -> None:
