@@ -37,9 +37,18 @@ test-deps:
 	        || echo "note: chromium could not be installed: the browser test will be skipped"; \
 	    else echo "note: no chromium here: the browser test will be skipped"; fi; }
 
+# Each benchmark writes benchmarks/results/<name>.md + .json; report.py assembles benchmarks/RESULTS.md.
+# A failing benchmark does not stop the others; the report is written either way and make fails after it.
+# About 35 minutes on 2 cores; run it on a quiet machine. Any one: .venv/bin/python benchmarks/bench_<name>.py
+BENCHES := bench_image bench_transcribe bench_serve bench_signing bench_load
+
 bench: install
-	$(BIN)/python benchmarks/bench_image.py
-	$(BIN)/python benchmarks/bench_signing.py
+	@failed=; for b in $(BENCHES); do \
+	  echo "== benchmarks/$$b.py"; \
+	  $(BIN)/python benchmarks/$$b.py || failed="$$failed $$b"; \
+	done; \
+	$(BIN)/python benchmarks/report.py; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed (see benchmarks/RESULTS.md)"; exit 1; fi
 
 # Not part of `make test`: about an hour on 2 cores. FUZZ_ARGS="--examples 2000" for a short run.
 fuzz: install

@@ -39,8 +39,9 @@ from wait4 on that child) and the peak sum of RSS over the child's whole
 process tree (sampled from /proc every 0.2 s; this includes
 Prefect's server subprocess).
 
-Results: printed, and written to benchmarks/RESULTS.md (--results to change),
-with the raw figures in benchmarks/work/results.json.
+Results: printed, and written to benchmarks/results/image.md (--results to change),
+with its key figures and targets in image.json beside it (benchmarks/report.py
+assembles RESULTS.md from these) and the raw figures in benchmarks/work/results.json.
 There are no timing assertions: the exit status is 1 only when something
 failed (a non-zero exit, missing outputs, a rerun that touched outputs).
 """
@@ -580,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20, help="number of photos (default 20)")
     parser.add_argument("--size", default="1152x864", help="photo size WxH (default 1152x864, about 1 MP)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of bare, assetline, rerun (default 2)")
-    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="markdown file to write")
+    parser.add_argument("--results", type=Path, default=HERE / "results" / "image.md",
+                        help="markdown file to write; its key figures go to the .json beside it")  # fmt: skip
     parser.add_argument("--no-warm-server", action="store_true", help="skip the pass against an already-running server")
     parser.add_argument("--diagnose", action="store_true", help="also run assetline with run.concurrency=1")
     parser.add_argument(
@@ -712,9 +714,22 @@ def main(argv: list[str] | None = None) -> int:
 
     total_s = time.perf_counter() - bench_t0
     states = (state_before, package_state())
+    key: dict = {}
     report = render(args, (width, height), mach, input_mb, warm_result, rounds, warm_srv, diag, leaks, problems,
-                    started_at, total_s, states)  # fmt: skip
-    args.results.write_text(report, encoding="utf-8")
+                    started_at, total_s, states, key)  # fmt: skip
+    from report import target, write_fragment  # benchmarks/report.py
+
+    targets = [
+        target("per-image ratio, `assetline run` / bare loop", key["ratio"], "<=", 1.15,
+               detail=f"{key['assetline_s']:.1f} s vs {key['bare_s']:.1f} s for {args.count} images"),
+        target("rerun speedup, first run / rerun", key["speedup"], ">=", 20, measured=f"{key['speedup']:.1f}×",
+               detail=f"rerun {key['rerun_s']:.2f} s"),
+    ]  # fmt: skip
+    if key.get("server_up_ratio") is not None:
+        targets.append(target("per-image ratio, Prefect server already running", key["server_up_ratio"]))
+    disturbed = [n for n, q in zip(("bare loop", "assetline run", "rerun"), key["quiet_rounds"]) if not q]
+    notes = [f"no quiet round for {', '.join(disturbed)}: its figure is from a disturbed machine"] if disturbed else []
+    write_fragment(args.results, report, "image", targets, key, problems=problems, notes=notes)
     raw = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": mach, "package": states, "rounds": rounds,
            "server_up": warm_srv, "concurrency1": diag, "warmup": warm_result, "leftover_servers": leaks,
            "problems": problems}  # fmt: skip
@@ -725,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(args, size, mach, input_mb, warm, rounds, warm_srv, diag, leaks, problems, started_at, total_s,
-           states) -> str:  # fmt: skip
+           states, key: dict | None = None) -> str:  # fmt: skip
     n = args.count
     w, h = size
     mark = lambda ok: "met" if ok else "**missed**"  # noqa: E731
@@ -753,6 +768,10 @@ def render(args, size, mach, input_mb, warm, rounds, warm_srv, diag, leaks, prob
     ratio, speedup = al_c["wall_s"] / bare_wall, al_c["wall_s"] / rerun_c["wall_s"]
     best_ratio = al_c["wall_best_s"] / bare_c["wall_best_s"]
     best_speedup = al_c["wall_best_s"] / rerun_c["wall_best_s"]
+    if key is not None:  # the headline figures, for the .json beside the report
+        key.update(ratio=ratio, speedup=speedup, bare_s=bare_wall, assetline_s=al_c["wall_s"], rerun_s=rerun_c["wall_s"],
+                   best_ratio=best_ratio, best_speedup=best_speedup, quiet_rounds=[bare_c["quiet"], al_c["quiet"], rerun_c["quiet"]],
+                   server_up_ratio=warm_srv["wall_s"] / bare_wall if warm_srv else None, count=args.count)  # fmt: skip
     cols = [("bare loop", bare_c), ("`assetline run`", al_c), ("rerun", rerun_c)]
     if warm_srv:
         cols.append(("`assetline run`, server already up", warm_srv))

@@ -7,7 +7,8 @@ left. Reports throughput (assets per minute, from the first drop to the last
 run finished) and the Prefect database's growth per asset (SQLite file plus
 WAL, before the burst and after).
 
-Prints a markdown section and writes it to benchmarks/results/load.md.
+Prints a markdown section and writes it to benchmarks/results/load.md, its
+key figures in load.json beside it (`benchmarks/report.py` puts it in RESULTS.md).
 
     python benchmarks/bench_load.py [--assets 200] [--size 64x48]
 """
@@ -160,8 +161,21 @@ def main(argv=None) -> int:
     ]
     text = "\n".join(lines)
     print(text)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text)
+    from report import target, write_fragment  # benchmarks/report.py: the section, and its key figures as JSON
+
+    once = args.assets - len(set(not_once) | set(twice))
+    targets = [
+        target("assets processed exactly once", once, "==", args.assets, measured=f"{once} of {args.assets}",
+               target_text=f"all {args.assets}"),
+        target("runs not Completed", len(bad), "==", 0, measured=str(len(bad)), target_text="none",
+               detail=f"{len(busy)} from the database being busy"),
+        target("load throughput", args.assets / seconds * 60, measured=f"{args.assets / seconds * 60:.1f} assets per minute",
+               detail=f"database growth {growth / 1024:.0f} KiB per asset"),
+    ]  # fmt: skip
+    figures = {"assets": args.assets, "seconds": seconds, "once": once, "not_completed": len(bad), "busy": len(busy),
+               "partial": len(partial), "db_growth_per_asset": growth, "locked_in_log": locked_in_log}  # fmt: skip
+    write_fragment(args.results, text, "load", targets, figures,
+                   problems=[] if ok else [f"verdict FAILED ({len(partial)} partial files left)"])  # fmt: skip
     return 0 if ok else 1
 
 

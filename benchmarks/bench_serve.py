@@ -13,7 +13,8 @@
    so the cores are split, not oversubscribed.
 
 Prints a markdown section and writes it to benchmarks/results/serve.md
-(`--results` to change); `benchmarks/report.py` puts it in RESULTS.md.
+(`--results` to change), its key figures in serve.json beside it;
+`benchmarks/report.py` puts it in RESULTS.md.
 
     python benchmarks/bench_serve.py [--files 10] [--assets 12] [--hold 2.0]
 """
@@ -21,6 +22,7 @@ Prints a markdown section and writes it to benchmarks/results/serve.md
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import shutil
@@ -129,7 +131,8 @@ def latency(work: Path, files: int, gap: float, hold: float) -> dict:
         rows.append({"to_event": emitted[name] - t0, "to_created": parse_time(r["created"]) - t0,
                      "to_start": parse_time(r["start_time"]) - t0, "run": parse_time(r["end_time"]) - parse_time(r["start_time"])})  # fmt: skip
     med = {k: statistics.median(x[k] for x in rows) for k in rows[0]}
-    p90 = {k: sorted(x[k] for x in rows)[int(0.9 * (len(rows) - 1))] for k in rows[0]}
+    rank = max(0, math.ceil(0.9 * len(rows)) - 1)  # nearest-rank 90th percentile
+    p90 = {k: sorted(x[k] for x in rows)[rank] for k in rows[0]}
     return {"files": len(rows), "hold": hold, "median": med, "p90": p90, "max_start": max(x["to_start"] for x in rows)}
 
 
@@ -227,8 +230,18 @@ def main(argv=None) -> int:
     ]
     text = "\n".join(lines)
     print(text)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text)
+    from report import target, write_fragment  # benchmarks/report.py: the section, and its key figures as JSON
+
+    speedup = two["per_minute"] / one["per_minute"]
+    targets = [
+        target("event-to-run latency, median (file landed -> flow run started)", m["to_start"], "<=", 5,
+               measured=f"{m['to_start']:.2f} s", detail=f"p90 {p['to_start']:.2f} s, hold {lat['hold']:g} s"),
+        target("throughput, two workers / one", speedup, measured=f"{speedup:.2f}×",
+               detail=f"{one['per_minute']:.1f} vs {two['per_minute']:.1f} assets per minute"),
+    ]  # fmt: skip
+    failed = len(one["failed"]) + len(two["failed"])
+    write_fragment(args.results, text, "serve", targets, {"latency": lat, "one_worker": one, "two_workers": two},
+                   problems=[f"{failed} flow runs failed in the throughput runs"] if failed else [])  # fmt: skip
     return 0
 
 

@@ -19,8 +19,10 @@ keys of its own (a development CA made there, never the user's):
    an SRT), each signed --reps times from a fresh copy: time per signature
    and the bytes the manifest adds.
 
-The figures go into benchmarks/RESULTS.md under their own heading (replacing
-that section only), and are printed. No timing assertions: exit 1 only when
+The figures go into benchmarks/results/signing.md under their own heading
+(replacing that section only, so --results may also name a file with other
+sections), with the key figures in signing.json beside it, and are printed;
+benchmarks/report.py assembles RESULTS.md from these. No timing assertions: exit 1 only when
 something failed.
 """
 
@@ -200,7 +202,8 @@ def write_section(results: Path, section: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="signatures per file in the isolated part")
-    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="markdown file to update")
+    parser.add_argument("--results", type=Path, default=HERE / "results" / "signing.md",
+                        help="markdown file to update; its key figures go to the .json beside it")  # fmt: skip
     args = parser.parse_args()
     began, load_before = time.perf_counter(), load_average()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -219,7 +222,23 @@ def main() -> int:
     rows = isolated(args.reps)
     section = report(run, rows, args.reps, time.perf_counter() - began, (load_before, load_average()))
     print(section)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
     write_section(args.results, section)
+    from report import target, write_fragment  # benchmarks/report.py: the key figures, as JSON beside the section
+
+    total = sum(o["signing_s"] for a in run["assets"] for o in a["outputs"])
+    n_out = sum(len(a["outputs"]) for a in run["assets"])
+    key = {"pipeline_wall_s": run["wall_s"], "signing_s": total, "outputs": n_out, "share": total / run["wall_s"],
+           "ms_per_output": total / n_out * 1000, "isolated_ms": {r["file"]: r["mean_ms"] for r in rows},
+           "added_bytes": {r["file"]: r["added_bytes"] for r in rows}}  # fmt: skip
+    targets = [
+        target("signing, share of `assetline run`'s wall time (demo inputs)", key["share"],
+               measured=f"{key['share']:.1%}", detail=f"{key['ms_per_output']:.0f} ms per output, {n_out} outputs"),
+        target("signing alone, per file", min(key["isolated_ms"].values()),
+               measured=f"{min(key['isolated_ms'].values()):.0f} to {max(key['isolated_ms'].values()):.0f} ms",
+               detail=f"manifest adds {min(key['added_bytes'].values()) / 1000:.0f} to {max(key['added_bytes'].values()) / 1000:.0f} KB"),
+    ]  # fmt: skip
+    write_fragment(args.results, None, "signing", targets, key)  # the section is written above
     (WORK / "results.json").write_text(json.dumps({"pipeline": run, "isolated": rows}, indent=1), encoding="utf-8")
     print(f"[bench] written to {args.results}", file=sys.stderr)
     return 0
