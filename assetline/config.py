@@ -100,7 +100,7 @@ class TranscribeOptions(_Strict):
     cpu_threads: int = Field(0, ge=0, le=256)  # 0: every core
     beam_size: int = Field(5, ge=1, le=20)
     vad: bool = True  # Silero VAD (ships inside faster-whisper) skips silence
-    window_seconds: float = Field(600.0, ge=10, le=7200)  # audio decoded and transcribed a window at a time
+    window_seconds: float = Field(60.0, ge=10, le=7200)  # audio decoded and transcribed a window at a time (its samples: about 4 MiB a minute, plus Whisper's features)
 
     @field_validator("model")
     @classmethod

@@ -165,6 +165,13 @@ def transcript_duration(out: Path) -> float | None:
     return json.loads(found[0].read_text()).get("duration")
 
 
+def _recipe_window() -> float:
+    """The default recipe's transcription window, in seconds."""
+    from assetline.config import Recipe
+
+    return Recipe().audio.transcribe.window_seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--speech-seconds", type=float, default=150, help="clip for the speed rounds (default 150)")
@@ -304,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"({ratio:.2f}" + ("" if ratio <= TARGET_RATIO else f", {ratio - TARGET_RATIO:.2f} over") + "). "
                  f"Words: {ok_rounds[0]['bare']['info']['words']} bare, {ok_rounds[0]['step']['info']['words']} step; "
                  f"{'the same words in every round' if same else '**the words differ** between the contenders'}. "
-                 f"The step reads the audio a window at a time (`window_seconds` 600) and writes the full "
+                 f"The step reads the audio a window at a time (`window_seconds` {_recipe_window():g}) and writes the full "
                  f"transcript.json with its provenance record; bare faster-whisper decodes the whole file itself.\n")  # fmt: skip
         o.append("| round | bare, s (other load) | step, s (other load) | ratio |\n|---:|---:|---:|---:|")
         for r in ok_rounds:
@@ -352,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             o.append("- audio: not measured (a run failed).")
             targets.append(target(name, None, "<=", FLAT, target_text=f"flat (≤ {FLAT})"))
-    window = args.window or 600.0
+    window = args.window or _recipe_window()
     o.append(f"\nThe step holds one window of decoded audio (`window_seconds` {window:g} s, 16 kHz float32: "
              f"{window * RATE * 4 / 2**20:.0f} MiB) plus up to 20 s of look-ahead, so memory grows with the clip up "
              f"to the window's length and is flat beyond it; a clip of {_len(args.long)} is "
