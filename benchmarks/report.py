@@ -144,9 +144,10 @@ def verdict(t: dict) -> str:
         ok, gap = value == limit, abs(value - limit)
     if ok:
         return "met"
-    rel = f" ({gap / abs(limit):.0%})" if limit else ""
+    share = gap / abs(limit) if limit else None
+    rel = "" if share is None else f" ({share:.0%})" if share >= 0.01 else f" ({share:.1%})"
     over = {"<=": "over", ">=": "short", "==": "off"}[op]
-    return f"**missed**, {f'{gap:.2f}'.rstrip('0').rstrip('.')} {over}{rel}"
+    return f"**missed**, {gap:.2g} {over}{rel}" if gap < 0.1 else f"**missed**, {gap:.2f} {over}{rel}"
 
 
 def machine() -> dict:
