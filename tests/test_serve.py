@@ -22,26 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import REPO, photo
+from conftest import REPO, free_port, photo, wait_until
 
 STARTUP_S = 180  # bounds for hangs, not performance limits
 SETTLE_S = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(what: str, check, timeout: float = SETTLE_S, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Serve:
@@ -49,7 +33,7 @@ class Serve:
         self.root = root
         self.inbox = root / "inbox"
         self.out = root / "out"
-        self.port = _free_port()
+        self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/api"
         self.log = root / "serve.log"
         env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")}
@@ -283,3 +267,7 @@ def test_sigterm_stops_watcher_runner_and_server_leaving_no_process(served):
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", served.port))  # the local server let go of its port
+
+
+def _wait(what: str, check, timeout: float = SETTLE_S, every: float = 0.5):
+    return wait_until(what, check, timeout, every)

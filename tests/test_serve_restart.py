@@ -16,53 +16,29 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import photo, tree_state
+from conftest import api_healthy, free_port, photo, tree_state, wait_until
 
 BOUND_S = 600  # against hangs only
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(what, check, timeout=BOUND_S, every=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("restart-server")
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(root / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)  # fmt: skip
-
-    def healthy():
-        try:
-            return httpx.get(f"{api}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    _wait("the Prefect server", healthy, 180)
+    _wait("the Prefect server", lambda: api_healthy(api), 180)
     yield api
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=60)
@@ -170,3 +146,7 @@ def test_serve_stopped_or_killed_mid_run_loses_nothing_and_repeats_nothing(serve
     for stem in ("slow-a", "slow-b", "b", "c", "d", "e"):
         done = [a for a in summaries if a["data"].startswith(f"### {stem}.jpg: done")]
         assert len(done) == 1, (stem, len(done))
+
+
+def _wait(what, check, timeout=BOUND_S, every=0.25):
+    return wait_until(what, check, timeout, every)

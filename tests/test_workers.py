@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,40 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import REPO, photo
+from conftest import REPO, api_healthy, free_port, photo, stop_group, wait_until
 
 BOUND_S = 600  # against hangs only
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(what, check, timeout=BOUND_S, every=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     root = tmp_path_factory.mktemp("workers")
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_LOGGING_HANDLERS")}
     env.update(PREFECT_HOME=str(root / "prefect-home"), PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -73,7 +46,7 @@ def pool(tmp_path_factory):
 
     try:
         start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
-        _wait("the server", lambda: _healthy(api), 180)
+        wait_until("the server", lambda: api_healthy(api), 180, 1.0)
         for args in (["work-pool", "create", "process", "--type", "process"],
                      ["--no-prompt", "deploy", "--prefect-file", str(REPO / "configs" / "prefect.yaml"), "--all"]):  # fmt: skip
             done = subprocess.run([sys.executable, "-m", "prefect", *args], env=env, cwd=REPO, capture_output=True,
@@ -84,14 +57,7 @@ def pool(tmp_path_factory):
         yield root, api
     finally:
         for proc in reversed(procs):
-            _stop(proc)
-
-
-def _healthy(api: str) -> bool:
-    try:
-        return httpx.get(f"{api}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+            stop_group(proc)
 
 
 def test_two_workers_drain_ten_assets_each_processed_exactly_once(pool):
@@ -118,7 +84,7 @@ def test_two_workers_drain_ten_assets_each_processed_exactly_once(pool):
         done = [r for r in runs if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")]
         return runs if len(done) >= 10 else None
 
-    runs = _wait("ten runs to finish", finished)
+    runs = wait_until("ten runs to finish", finished, BOUND_S, 1.0)
     time.sleep(3)
     runs = client.post("/flow_runs/filter", json={"flows": {"name": {"any_": ["process-asset"]}}}).json()
     assert sorted(r["parameters"]["path"] for r in runs) == sorted(names)  # one run per asset, no more
