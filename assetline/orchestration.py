@@ -1,34 +1,34 @@
 """How steps run under Prefect: retries for transient failures only, and machine-wide slots for heavy steps.
 
 One mechanism for every flow: `configured(recipe, *steps)` returns the step
-tasks with the recipe's retry policy and, for the heavy steps, the tag of
-this host's concurrency limit. `ensure_limits` creates (or resizes) those
-limits on the server before any run starts.
+tasks with the recipe's retry policy and, for the heavy steps, this host's
+slot held around the step's body (`assetline.slots`: an OS lock the kernel
+frees when its holder dies, however it dies).
 
 Retries: a bad input, a missing model, a full disk or a recipe error fails at
 once (retrying cannot help, and would hide the cause); an interrupted read on
 a network share, a timeout, a dropped connection are retried with doubling
 waits.
 
-Limits: Prefect's tag-based concurrency. A task tagged `heavy:transcribe@HOST`
-takes a slot of the global limit `tag:heavy:transcribe@HOST` before it runs.
-Naming the host keeps the limit per machine when several machines share one
-Prefect server: each machine has its own CPU to protect.
+Slots: at most `run.limits.<step>` of each heavy step at once on a machine,
+across every run there. Each machine has its own CPU to protect, so the slot
+is local to it; why not Prefect's global concurrency limits: see slots.py.
+Heavy task runs carry the tag `heavy:<step>@HOST`, for filtering in the UI
+(no limit is attached to it).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
-import socket
 from typing import Any
 
-from assetline.config import LimitOptions, Recipe
+from assetline.config import Recipe
 from assetline.errors import AssetlineError
+from assetline.slots import HEAVY_STEPS, heavy_slot, host
 
 log = logging.getLogger(__name__)
-
-HEAVY_STEPS = ("transcribe", "render_video")  # the keys of LimitOptions
 
 TRANSIENT_ERRNOS = frozenset(
     getattr(errno, name)
@@ -65,54 +65,129 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     return transient
 
 
-def host() -> str:
-    return socket.gethostname().split(".")[0] or "localhost"
-
-
 def heavy_tag(step: str) -> str:
     return f"heavy:{step}@{host()}"
 
 
 def configured(recipe: Recipe, *steps: Any) -> Any:
-    """The step tasks with this recipe's retries and, for heavy steps, their machine slot tag."""
+    """The step tasks with this recipe's retries and, for heavy steps, their machine slot held around the body."""
+    from prefect.tasks import exponential_backoff
+
     retries = recipe.run.retries
-    delays = [retries.delay_seconds * 2**i for i in range(retries.attempts)] or 0
+    delays = exponential_backoff(backoff_factor=retries.delay_seconds)(retries.attempts) if retries.attempts else 0
     out = []
     for step in steps:
         tags = set(step.tags)
-        if step.name in HEAVY_STEPS and getattr(recipe.run.limits, step.name) > 0:
+        slots = getattr(recipe.run.limits, step.name, 0) if step.name in HEAVY_STEPS else 0
+        if slots > 0:
             tags.add(heavy_tag(step.name))
-        out.append(
-            step.with_options(
-                retries=retries.attempts,
-                retry_delay_seconds=delays,
-                retry_jitter_factor=0.2 if retries.attempts else None,
-                retry_condition_fn=retry_if_transient,
-                tags=tags,
-            )
+        task = step.with_options(
+            retries=retries.attempts,
+            retry_delay_seconds=delays,
+            retry_jitter_factor=0.2 if retries.attempts else None,
+            retry_condition_fn=retry_if_transient,
+            tags=tags,
         )
+        if slots > 0:
+            task.fn = _holding_slot(task.fn, step.name, slots)
+        out.append(task)
     return out[0] if len(out) == 1 else out
 
 
-def ensure_limits(limits: LimitOptions) -> dict[str, int]:
-    """Create, resize or switch off this host's limits on the Prefect server (0: off). Returns name -> slots."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
-    from prefect.exceptions import ObjectNotFound
+def _holding_slot(fn: Any, step: str, slots: int) -> Any:
+    """`fn`, run while holding one of this machine's `slots` slots for `step` (each retry takes one anew)."""
 
-    applied = {}
+    @functools.wraps(fn)
+    def holding(*args: Any, **kwargs: Any) -> Any:
+        from prefect import get_run_logger
+
+        try:
+            logger = get_run_logger()
+        except Exception:  # called outside a run (task.fn in a test)
+            logger = log
+        with heavy_slot(step, slots, logger=logger):
+            return fn(*args, **kwargs)
+
+    return holding
+
+
+# Crashed runs come back. A run whose process died (SIGKILL, the OOM killer, a lost machine)
+# ends Crashed: proposed by the runner or worker that saw its process exit, or by the
+# server's zombie detection when heartbeats stop. One automation on the server puts every
+# crashed process-asset run back to AwaitingRetry (the same run, so the UI shows it as a
+# retry of that asset, run_count counting up), whoever noticed the crash. The automation
+# can't count, so the run counts itself: past `run.crash_retries` it ends Failed at once,
+# naming the crashes. The per-asset lock makes a re-run wait for any twin and then find the
+# asset up to date: nothing is processed to completion twice.
+
+CRASH_AUTOMATION = "assetline: re-run crashed process-asset runs"
+CRASHED_EVENT = "prefect.flow-run.Crashed"
+
+
+class CrashedTooOften(AssetlineError):
+    """A run crashed more often than `run.crash_retries` allows: failed, not retried again."""
+
+
+def crash_retry_automation(deployment_name: str = "process-asset"):
+    """The automation: any `deployment_name` run that crashes is scheduled again (AwaitingRetry)."""
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return Automation(
+        name=CRASH_AUTOMATION,
+        description="A process-asset run whose process died is run again (bounded by the recipe's run.crash_retries, "
+                    "which the run checks when it starts).",  # fmt: skip
+        trigger=EventTrigger(
+            expect={CRASHED_EVENT},
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "deployment", "prefect.resource.name": deployment_name},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[ChangeFlowRunState(state=StateType.SCHEDULED, name="AwaitingRetry", force=True,
+                                    message="re-run after a crash (its process died)")],  # fmt: skip
+    )
+
+
+def ensure_crash_retries() -> None:
+    """Create, or bring up to date, the crash-retry automation on the server (idempotent: one, by name)."""
+    from prefect.automations import Automation
+
+    wanted = crash_retry_automation()
+    try:
+        existing = Automation.read(name=CRASH_AUTOMATION)
+    except ValueError:
+        existing = None
+    if existing is None:
+        wanted.create()
+    elif (existing.trigger, existing.actions, existing.enabled) != (wanted.trigger, wanted.actions, True):
+        wanted.id = existing.id
+        wanted.update()
+
+
+def give_up_after_crashes(crash_retries: int) -> None:
+    """At the start of a run: fail for good, with the reason, once it has crashed more than `crash_retries` times."""
+    from prefect.runtime import flow_run
+
+    attempts = flow_run.run_count or 1
+    if attempts <= 1:
+        return
+    crashes = _crash_messages(flow_run.id)
+    if len(crashes) > crash_retries:
+        last = crashes[-1] or "its process died"
+        raise CrashedTooOften(None, f"crashed {len(crashes)} times (run.crash_retries is {crash_retries}): "
+                                    f"not retried again; last: {last}")  # fmt: skip
+
+
+def _crash_messages(flow_run_id: str | None) -> list[str]:
+    """The messages of this run's Crashed states, oldest first."""
+    if not flow_run_id:
+        return []
+    from prefect.client.orchestration import get_client
+
     with get_client(sync_client=True) as client:
-        for step in HEAVY_STEPS:
-            slots = getattr(limits, step)
-            name = f"tag:{heavy_tag(step)}"
-            try:
-                existing = client.read_global_concurrency_limit_by_name(name)
-            except ObjectNotFound:
-                existing = None
-            if existing is None and slots > 0:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
-            elif existing is not None and (existing.limit != max(slots, 1) or existing.active != (slots > 0)):
-                update = GlobalConcurrencyLimitUpdate(limit=max(slots, 1), active=slots > 0)
-                client.update_global_concurrency_limit(name, update)
-            applied[name] = slots
-    return applied
+        states = client.read_flow_run_states(flow_run_id)
+    return [s.message or "" for s in sorted(states, key=lambda s: s.timestamp) if s.type.value == "CRASHED"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import threading
 import time
@@ -18,7 +19,7 @@ from prefect import flow, task
 
 from assetline.config import load_recipe
 from assetline.errors import BadInputError, OutputError
-from assetline.orchestration import configured, ensure_limits, heavy_tag, is_transient
+from assetline.orchestration import configured, is_transient
 from conftest import REPO
 
 SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
@@ -81,29 +82,25 @@ def heavy_flow(seconds: float) -> None:
     configured(load_recipe(None), heavy)(seconds)
 
 
-def test_heavy_steps_take_a_machine_slot_one_at_a_time(prefect_api):
-    from prefect.client.orchestration import get_client
+def test_heavy_steps_take_a_machine_slot_one_at_a_time(prefect_api, tmp_path, monkeypatch):
+    from assetline import slots
 
-    applied = ensure_limits(load_recipe(None).run.limits)
-    assert applied == {f"tag:{heavy_tag('transcribe')}": 1, f"tag:{heavy_tag('render_video')}": 1}
-    with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(f"tag:{heavy_tag('transcribe')}")
-    assert limit.limit == 1 and limit.active
-
+    monkeypatch.setenv("ASSETLINE_SLOTS_DIR", str(tmp_path / "slots"))
     spans.clear()
     threads = [threading.Thread(target=heavy_flow, args=(1.5,)) for _ in range(3)]
     for t in threads:
         t.start()
+    seen = []
+    while any(t.is_alive() for t in threads):
+        seen += [h for h in slots.holders("transcribe") if h not in seen]
+        time.sleep(0.1)
     for t in threads:
         t.join(timeout=300)
     assert len(spans) == 3
     ordered = sorted(spans)
     assert all(a_end <= b_start + 0.05 for (_, a_end), (b_start, _) in zip(ordered, ordered[1:])), ordered  # never overlapped
-
-    ensure_limits(load_recipe(None, ["run.limits.transcribe=0"]).run.limits)
-    with get_client(sync_client=True) as client:
-        assert not client.read_global_concurrency_limit_by_name(f"tag:{heavy_tag('transcribe')}").active
-    ensure_limits(load_recipe(None).run.limits)  # as the rest of the session expects
+    assert seen and all(h.step == "transcribe" and h.slot == 0 and h.pid == os.getpid() and h.flow_run_name for h in seen)
+    assert slots.holders() == []  # all given back
 
 
 def test_an_audio_run_carries_outputs_table_transcript_summary_and_finished_progress(prefect_api, tmp_path):
