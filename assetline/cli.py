@@ -11,6 +11,7 @@ prefect_env.configure()
 
 import os  # noqa: E402
 import sys  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
@@ -105,10 +106,20 @@ def _require_signing_key() -> None:
 
 
 def _run_with_progress(paths: list[Path], out_dir: Path, settings) -> list:
-    from assetline.flows.batch import run_batch
+    """Plan (no server needed), then run what needs work against a Prefect server this command owns.
+
+    With no PREFECT_API_URL the server is a child of this process on a free
+    loopback port, started only when some asset needs work and stopped with it;
+    it dies with this process even on SIGKILL, as every ffmpeg it starts does
+    (`assetline.lifetime`). SIGINT or SIGTERM: the runs in flight are marked
+    Cancelled, one line says which assets they were, and the command exits
+    within seconds; nothing of theirs was published, so the next run picks them up.
+    """
+    from assetline.flows.batch import Batch, plan_batch
+    from assetline.server import prefect_server
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with _interruptible(), Progress(*columns, console=err, transient=True) as progress:
         bar = progress.add_task("assets", total=None)
 
         def on_result(result) -> None:
@@ -116,7 +127,59 @@ def _run_with_progress(paths: list[Path], out_dir: Path, settings) -> list:
             if result.status == "failed":
                 progress.console.print(f"[red]failed[/red] {result.source}: {result.message}", highlight=False)
 
-        return run_batch(paths, out_dir, settings, on_result=on_result, on_plan=lambda n: progress.update(bar, total=n))
+        stopped: list[Path] = []
+        try:
+            plan = plan_batch(paths, out_dir, settings)
+            progress.update(bar, total=plan.total)
+            for result in plan.finished:
+                on_result(result)
+            if not plan.todo:
+                return plan.finished  # everything up to date: no server started at all
+            batch = Batch(out_dir, settings)
+            with prefect_server(port=0, ui=False):
+                try:
+                    return plan.finished + batch.run(plan.todo, on_result)
+                except Interrupted as exc:
+                    stopped = batch.in_flight()
+                    batch.cancel(f"assetline run was interrupted ({exc.signame})")
+                    raise
+        except Interrupted as exc:
+            progress.stop()
+            names = ", ".join(p.name for p in stopped[:5]) + (f" and {len(stopped) - 5} more" if len(stopped) > 5 else "")
+            err.print(f"cancelled ({exc.signame}): {len(stopped)} asset(s) in flight stopped"
+                      + (f" ({names})" if stopped else "") + "; nothing of theirs was published: run again to pick them up",
+                      highlight=False)  # fmt: skip
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + exc.signum)  # the asset threads are inside native code: don't wait for them
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: stop, quickly and tidily."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum, self.signame = signum, signal.Signals(signum).name
+        super().__init__(self.signame)
+
+
+@contextmanager
+def _interruptible():
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread; a second one exits at once."""
+    import signal
+
+    def first(signum, frame):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda n, f: os._exit(128 + n))
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, first) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print_results(results: list) -> None:

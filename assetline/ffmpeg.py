@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from assetline.errors import AssetlineError, BadInputError, OutputError
+from assetline.lifetime import die_with_parent
 
 
 @cache
@@ -62,7 +63,7 @@ def run_ffmpeg(
     `output` (default: the last argument, ffmpeg's output file).
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", preexec_fn=die_with_parent())
     if proc.returncode != 0:
         written = output if output is not None else (args[-1] if args and not args[-1].startswith("-") else subject)
         output_cause = output_failure(proc.stderr)

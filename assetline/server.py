@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import httpx
 
 from assetline.errors import AssetlineError
+from assetline.lifetime import die_with_parent
 from assetline.prefect_env import prefect_home
 
 STARTUP_TIMEOUT_S = 120
@@ -37,17 +38,26 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
             return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 @contextmanager
-def prefect_server(port: int = 4200, host: str = "127.0.0.1") -> Iterator[str]:
+def prefect_server(port: int = 4200, host: str = "127.0.0.1", ui: bool = True) -> Iterator[str]:
     """Yield the UI address: the configured server's, or a local one started for the duration.
 
     The local one listens on `host` (loopback by default; 0.0.0.0 in a container, where
-    the port is published); the UI's browser side reaches the API at
-    `PREFECT_UI_API_URL`, by default through 127.0.0.1 and the same port.
+    the port is published; port 0: any free one); the UI's browser side reaches the API at
+    `PREFECT_UI_API_URL`, by default through 127.0.0.1 and the same port. It is this
+    process's own child: it gets SIGTERM when this process dies, however it dies
+    (`lifetime.die_with_parent`), so it never outlives `run`, `serve` or `demo`.
     """
     if os.environ.get("PREFECT_API_URL"):
         yield ui_url_for(os.environ["PREFECT_API_URL"])
         return
+    port = port or free_port(host)
     if not _port_free(port, host):
         raise AssetlineError(f"{host}:{port}", "port is in use: pass --port, or set PREFECT_API_URL to that server")
     home = prefect_home()
@@ -55,38 +65,41 @@ def prefect_server(port: int = 4200, host: str = "127.0.0.1") -> Iterator[str]:
     log_path = home / "server.log"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.setdefault("PREFECT_UI_API_URL", f"http://127.0.0.1:{port}/api")
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
+            command + ([] if ui else ["--no-ui"]),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )  # fmt: skip
     api = f"http://127.0.0.1:{port}/api"
+    hurry = False
     try:
         _wait_healthy(api, proc, log_path)
-        os.environ["PREFECT_API_URL"] = api
+        _use_api(api)
         yield ui_url_for(api)
+    except KeyboardInterrupt:  # SIGINT or SIGTERM: the user is waiting for the prompt
+        hurry = True
+        raise
     finally:
-        _flush_run_logs()
+        _flush_run_logs(timeout=2 if hurry else 10)
+        _use_api(None)
+        _stop(proc, grace=5 if hurry else 20)
+
+
+def _use_api(api: str | None) -> None:
+    """Point this process's Prefect clients at `api` (None: back to unset), imported already or not."""
+    if api is None:
         os.environ.pop("PREFECT_API_URL", None)
-        _stop(proc)
+    else:
+        os.environ["PREFECT_API_URL"] = api
+    if "prefect.context" in sys.modules:  # settings are read once at import; Prefect's own way to re-read them
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
 
 
-def _die_with_parent() -> None:
-    """In the server's child process: get SIGTERM when the process that started it dies, even by SIGKILL.
-
-    Without it a killed `serve` or `demo` would leave its server running, holding the port (Linux only).
-    """
-    try:
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
-def _flush_run_logs() -> None:
+def _flush_run_logs(timeout: float = 10) -> None:
     """Send buffered flow-run logs and events to the server while it is still there to receive them."""
     if "prefect" not in sys.modules:
         return
@@ -94,8 +107,8 @@ def _flush_run_logs() -> None:
         from prefect.events.worker import EventsWorker
         from prefect.logging.handlers import APILogWorker
 
-        APILogWorker.drain_all(timeout=10)
-        EventsWorker.drain_all(timeout=10)
+        APILogWorker.drain_all(timeout=timeout)
+        EventsWorker.drain_all(timeout=timeout)
     except Exception:
         pass
 
@@ -115,12 +128,12 @@ def _wait_healthy(api: str, proc: subprocess.Popen, log_path) -> None:
     raise AssetlineError("prefect server", f"not healthy after {STARTUP_TIMEOUT_S} s (log: {log_path})")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen, grace: float = 20) -> None:
     if proc.poll() is not None:
         return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -9,38 +9,158 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from prefect.runtime import deployment
 
 from assetline import models
-from assetline.assets import discover, identify, is_up_to_date
-from assetline.config import LimitOptions, Recipe, load_recipe, recipe_from_dict
+from assetline.assets import Asset, discover, identify, is_up_to_date
+from assetline.config import Recipe, load_recipe, recipe_from_dict
 from assetline.errors import AssetlineError
 from assetline.flows._asset import AssetResult
 from assetline.flows._report import failure_message, report_batch
 from assetline.flows.asset import ROUTES, process_asset
-from assetline.orchestration import ensure_limits
 from assetline.storage import clean_stale_staging
+
+
+@dataclass
+class Work:
+    """One input that needs a flow run: its path, the root it must stay inside, what identifying it found."""
+
+    path: Path
+    root: Path
+    asset: Asset | None  # None: it could not be identified; its flow run says why, visibly
+
+
+@dataclass
+class Plan:
+    todo: list[Work] = field(default_factory=list)
+    finished: list[AssetResult] = field(default_factory=list)  # up to date, or refused at discovery
+
+    @property
+    def total(self) -> int:
+        return len(self.todo) + len(self.finished)
+
+
+def up_to_date(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult | None:
+    """The skipped result when every output this recipe makes for `asset` is in place and intact."""
+    if asset.kind not in ROUTES:
+        return None
+    wanted = ROUTES[asset.kind].outputs(recipe, asset)
+    if wanted and is_up_to_date(asset, out_root, wanted, recipe.section_sha256(asset.kind)):
+        return AssetResult.skipped(asset, out_root / asset.folder_name, wanted)
+    return None
+
+
+def plan_batch(paths: Iterable[Path], out_root: Path, recipe: Recipe) -> Plan:
+    """Every input under `paths`, identified once: what needs a run, and what is already done or refused.
+
+    Needs no Prefect server: `assetline run` plans first, so an all-up-to-date
+    rerun starts none.
+    """
+    clean_stale_staging(out_root)  # what a killed run left, even when every asset is now up to date
+    files, problems = discover(paths, exclude=[out_root])
+    plan = Plan(finished=[AssetResult(p.subject or "?", "failed", message=p.cause) for p in problems])
+    for path, root in files:
+        try:
+            asset = identify(path, root)
+        except AssetlineError:
+            plan.todo.append(Work(path, root, None))  # its flow run reports why, so the failure shows in Prefect too
+            continue
+        done = up_to_date(asset, out_root, recipe)
+        if done is not None:
+            plan.finished.append(done)
+        else:
+            plan.todo.append(Work(path, root, asset))
+    return plan
+
+
+class Batch:
+    """The flow runs of one `assetline run` (or direct batch), `recipe.run.concurrency` at a time.
+
+    Every run it starts carries the tag `batch:<id>`, so an interrupted batch
+    can cancel exactly its own runs (`cancel`), and ops can filter by it.
+    """
+
+    def __init__(self, out_root: Path, recipe: Recipe) -> None:
+        self.out_root, self.recipe = out_root, recipe
+        self.tag = f"batch:{uuid.uuid4().hex[:8]}"
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[Future, Work] = {}
+
+    def run(self, todo: list[Work], on_result: Callable[[AssetResult], None] = lambda r: None) -> list[AssetResult]:
+        """One flow run per item; results in `todo` order. One bad file (or a bug) fails only its own asset."""
+        if not todo:
+            return []
+        models.set_parallel_assets(min(self.recipe.run.concurrency, len(todo)))
+        self._pool = ThreadPoolExecutor(max_workers=self.recipe.run.concurrency, thread_name_prefix="asset")
+        self._running = {self._pool.submit(self._one, w): w for w in todo}
+        results: dict[int, AssetResult] = {}
+        for fut in as_completed(list(self._running)):
+            work = self._running.pop(fut)
+            try:
+                result = fut.result()
+            except Exception as exc:  # a bug, not bad input: still only this asset fails
+                result = AssetResult(str(work.path), "failed", message=failure_message(exc, work.path))
+            results[id(work)] = result
+            on_result(result)
+        self._pool.shutdown()
+        return [results[id(w)] for w in todo]
+
+    def _one(self, work: Work) -> AssetResult:
+        start = time.perf_counter()
+        with tags(self.tag):
+            state = process_asset(
+                str(work.path.absolute()), str(self.out_root), self.recipe.model_dump(mode="json"),
+                work.asset.sha256 if work.asset else None, inbox=str(work.root), return_state=True,
+            )  # fmt: skip
+        if state.is_completed():
+            result = state.result()
+        else:
+            exc = state.result(raise_on_failure=False)
+            message = failure_message(exc, work.path) if isinstance(exc, BaseException) else (state.message or state.name)
+            result = AssetResult(str(work.path), "failed", message=message)
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def in_flight(self) -> list[Path]:
+        return [w.path for f, w in list(self._running.items()) if not f.done()]
+
+    def cancel(self, reason: str, timeout: float = 3.0) -> int:
+        """Stop starting runs and mark this batch's unfinished runs Cancelled (best effort, within `timeout`)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateType, FlowRunFilterTags
+        from prefect.client.schemas.objects import StateType
+        from prefect.states import Cancelled
+
+        unfinished = [StateType.PENDING, StateType.RUNNING, StateType.SCHEDULED]
+        cancelled = 0
+        try:
+            with get_client(sync_client=True, httpx_settings={"timeout": timeout}) as client:
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[self.tag]), state=dict(type=FlowRunFilterStateType(any_=unfinished))))  # fmt: skip
+                for run in runs:
+                    client.set_flow_run_state(run.id, Cancelled(message=reason), force=True)
+                    cancelled += 1
+        except Exception:  # the server may be gone already: the runs stay Running there, the files are safe
+            pass
+        return cancelled
 
 
 _api_lock = threading.Lock()
 _api_checked = False
 
 
-def ensure_prefect_api(limits: LimitOptions | None = None) -> None:
-    """Reach the Prefect API once, from one thread, before flow runs start.
-
-    With no PREFECT_API_URL, Prefect starts a temporary server on first use;
-    its start is not thread-safe, and two assets starting at once would each
-    start one and leave one running after exit. Starting it here, under a
-    lock, means one server, stopped at exit. Skipped assets never get here,
-    so an all-up-to-date rerun starts no server at all.
-    """
+def ensure_prefect_api() -> None:
+    """Reach the Prefect API once, from one thread, before flow runs start (a clear error when it is not there)."""
     global _api_checked
     with _api_lock:
         if _api_checked:
@@ -49,36 +169,7 @@ def ensure_prefect_api(limits: LimitOptions | None = None) -> None:
 
         with get_client(sync_client=True) as client:
             client.api_healthcheck()
-        if limits is not None:
-            ensure_limits(limits)  # this host's slots for the heavy steps
         _api_checked = True
-
-
-def process_one(path: Path, out_root: Path, recipe: Recipe) -> AssetResult:
-    """Run one asset through its flow, or report it up to date without starting a flow run."""
-    start = time.perf_counter()
-    try:
-        asset = identify(path)
-    except AssetlineError:
-        asset = None  # the flow run reports the cause, so the failure shows in Prefect too
-    known = asset is not None and asset.kind in ROUTES
-    wanted = ROUTES[asset.kind].outputs(recipe, asset) if known else []
-    if known and is_up_to_date(asset, out_root, wanted, recipe.section_sha256(asset.kind)):
-        result = AssetResult.skipped(asset, out_root / asset.folder_name, wanted)
-    else:
-        ensure_prefect_api(recipe.run.limits)
-        state = process_asset(
-            str(path), str(out_root), recipe.model_dump(mode="json"), asset.sha256 if asset else None,
-            return_state=True,
-        )  # fmt: skip
-        if state.is_completed():
-            result = state.result()
-        else:
-            exc = state.result(raise_on_failure=False)
-            message = failure_message(exc, path) if isinstance(exc, BaseException) else (state.message or state.name)
-            result = AssetResult(str(path), "failed", message=message)
-    result.seconds = time.perf_counter() - start
-    return result
 
 
 def run_batch(
@@ -88,47 +179,31 @@ def run_batch(
     on_result: Callable[[AssetResult], None] = lambda r: None,
     on_plan: Callable[[int], None] = lambda n: None,
 ) -> list[AssetResult]:
-    """Process every asset under `paths` into `out_root`; returns one result per input, in input order.
+    """Process every asset under `paths` into `out_root` against the configured server; one result per input.
 
     `on_plan` hears how many results to expect, `on_result` each one as it finishes.
     """
-    clean_stale_staging(out_root)  # what a killed run left, even when every asset is now up to date
-    files, problems = discover(paths, exclude=[out_root])
-    on_plan(len(files) + len(problems))
-    models.set_parallel_assets(min(recipe.run.concurrency, max(1, len(files))))
-    results: dict[Path, AssetResult] = {}
-    for problem in problems:
-        r = AssetResult(problem.subject or "?", "failed", message=problem.cause)
+    plan = plan_batch(paths, out_root, recipe)
+    on_plan(plan.total)
+    for r in plan.finished:
         on_result(r)
-    with ThreadPoolExecutor(max_workers=recipe.run.concurrency, thread_name_prefix="asset") as pool:
-        futures = {pool.submit(process_one, p, out_root, recipe): p for p in files}
-        for fut in as_completed(futures):
-            path = futures[fut]
-            try:
-                result = fut.result()
-            except Exception as exc:  # a bug, not bad input: still only this asset fails
-                result = AssetResult(str(path), "failed", message=failure_message(exc, path))
-            results[path] = result
-            on_result(result)
-    failed_discovery = [AssetResult(p.subject or "?", "failed", message=p.cause) for p in problems]
-    return failed_discovery + [results[p] for p in files]
+    if plan.todo:
+        ensure_prefect_api()
+    return plan.finished + Batch(out_root, recipe).run(plan.todo, on_result)
 
 
-def unique_content(files: list[Path]) -> tuple[list[Path], list[AssetResult]]:
-    """The first file of each content (by sha256); the others are reported as duplicates, not run."""
+def unique_content(todo: list[Work]) -> tuple[list[Work], list[AssetResult]]:
+    """The first input of each content (by sha256); the others are reported as duplicates, not run."""
     first: dict[str, Path] = {}
     keep, duplicates = [], []
-    for path in files:
-        try:
-            sha = identify(path).sha256
-        except AssetlineError:
-            keep.append(path)  # its flow run reports why
+    for work in todo:
+        sha = work.asset.sha256 if work.asset else None
+        if sha is not None and sha in first:
+            duplicates.append(AssetResult(str(work.path), "skipped", sha256=sha, message=f"same content as {first[sha].name}"))
             continue
-        if sha in first:
-            duplicates.append(AssetResult(str(path), "skipped", sha256=sha, message=f"same content as {first[sha].name}"))
-        else:
-            first[sha] = path
-            keep.append(path)
+        if sha is not None:
+            first[sha] = work.path
+        keep.append(work)  # unidentified ones too: their run reports why
     return keep, duplicates
 
 
@@ -145,7 +220,7 @@ PROCESS_DEPLOYMENT = "process-asset/process-asset"
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
-def fan_out(files: list[Path], inbox: Path, out_root: Path, recipe: Recipe, recipe_param: dict | None) -> list[AssetResult]:
+def fan_out(todo: list[Work], inbox: Path, out_root: Path, recipe_param: dict | None) -> list[AssetResult]:
     """One `process-asset` deployment run per asset that needs work, then wait for them all.
 
     Each is a run of its own, taken by whichever runner or worker has a slot:
@@ -158,20 +233,11 @@ def fan_out(files: list[Path], inbox: Path, out_root: Path, recipe: Recipe, reci
 
     results: list[AssetResult] = []
     started: dict[str, Path] = {}
-    for path in files:
-        try:
-            asset = identify(path)
-        except AssetlineError:
-            asset = None  # its run reports why
-        if asset is not None and asset.kind in ROUTES:
-            wanted = ROUTES[asset.kind].outputs(recipe, asset)
-            if is_up_to_date(asset, out_root, wanted, recipe.section_sha256(asset.kind)):
-                results.append(AssetResult.skipped(asset, out_root / asset.folder_name, wanted))
-                continue
-        parameters = {"path": path.relative_to(inbox).as_posix(), "sha256": asset.sha256 if asset else None,
+    for work in todo:
+        parameters = {"path": work.path.relative_to(inbox).as_posix(), "sha256": work.asset.sha256 if work.asset else None,
                       "out": str(out_root), "recipe": recipe_param, "inbox": str(inbox)}  # fmt: skip
         run = run_deployment(PROCESS_DEPLOYMENT, parameters=parameters, timeout=0, tags=["batch"])
-        started[str(run.id)] = path
+        started[str(run.id)] = work.path
     runs = {}
     with get_client(sync_client=True) as client:
         while started:
@@ -205,14 +271,14 @@ def batch_inbox(inbox: str, out: str, recipe: dict | None = None) -> dict:
     """
     logger = get_run_logger()
     settings = recipe_from_dict(recipe) if recipe is not None else load_recipe(None)  # $ASSETLINE_RECIPE, or defaults
-    root, out_root = Path(inbox), Path(out)
-    files, problems = discover([root], exclude=[out_root])
-    files, duplicates = unique_content(files)
+    root, out_root = Path(inbox).absolute(), Path(out)
+    plan = plan_batch([root], out_root, settings)
+    todo, duplicates = unique_content(plan.todo)
     if deployment.get_id():  # served or deployed: each asset is a process-asset run of its own
-        results = fan_out(files, root.resolve(), out_root, settings, recipe) + duplicates
+        results = fan_out(todo, root, out_root, recipe)
     else:  # called directly: in this process, as `assetline run` does
-        results = run_batch(files, out_root, settings) + duplicates
-    results += [AssetResult(p.subject or "?", "failed", message=p.cause) for p in problems]
+        results = Batch(out_root, settings).run(todo)
+    results = plan.finished + results + duplicates
     report_batch(results)
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     logger.info("%s: %d done, %d up to date or duplicate, %d failed", inbox, counts["done"], counts["skipped"], counts["failed"])

@@ -29,6 +29,7 @@ from assetline import models
 from assetline.config import DenoiseOptions, EncodeOptions, VideoUpscaleOptions
 from assetline.errors import BadInputError, OutputError
 from assetline.ffmpeg import ffmpeg_exe, run_ffmpeg
+from assetline.lifetime import die_with_parent
 from assetline.media import is_cover_art, probe
 from assetline.progress import step_progress
 from assetline.provenance import ModelRef, StepRecord, ToolRef, utc_now
@@ -124,7 +125,7 @@ def _demuxer_complaint(path: Path) -> str | None:
     Asked of the ffmpeg binary because PyAV's log is process-wide and drops repeated messages.
     """
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path)],
-                          capture_output=True, text=True, errors="replace", timeout=60)  # fmt: skip
+                          capture_output=True, text=True, errors="replace", timeout=60, preexec_fn=die_with_parent())  # fmt: skip
     for line in proc.stderr.splitlines():
         message = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())  # "[in#0 @ 0x55...] " names no file
         if message:
@@ -331,7 +332,7 @@ def _decoded_frames(source: Path, picture: SourcePicture, denoise: DenoiseOption
         "-c:v", "rawvideo", "-f", "nut", "pipe:1",
     ]  # fmt: skip
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty ffmpeg can't block on it
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, preexec_fn=die_with_parent())
         broken = None
         try:
             try:
