@@ -7,25 +7,40 @@ existing outputs so unchanged work is never redone.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import stat
 import unicodedata
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from assetline.errors import BadInputError
+from assetline.errors import AssetlineError, BadInputError
 from assetline.media import Kind, probe_kind
 from assetline.provenance import SIDECAR_SUFFIX, verify_output
-from assetline.storage import STAGING_DIR, sha256_file
+from assetline.storage import STAGING_DIR
 
 
 @dataclass(frozen=True)
 class Asset:
+    """One input: `path` as it was named (outputs, tables, manifests), `reads` where its bytes are read from.
+
+    Inside `opened()`, `reads` is the open descriptor (`/proc/<pid>/fd/N`), so every
+    step, ffmpeg included, decodes the very file that was confined and hashed,
+    whatever is renamed or swapped at `path` meanwhile.
+    """
+
     path: Path
     sha256: str
     kind: Kind
     bytes: int
+    reads: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.reads is None:
+            object.__setattr__(self, "reads", self.path)
 
     @property
     def label(self) -> str:
@@ -54,26 +69,86 @@ def output_folder_name(path: Path, sha256: str) -> str:
     return f"{stem}-{sha256[:8]}"
 
 
-def identify(path: Path) -> Asset:
-    """Hash and probe one file. Raises `BadInputError` naming the file and the cause.
+_CHUNK = 1 << 20
 
-    The path is made absolute first: ffmpeg and PyAV read a bare name such as
-    `concat:a.wav|b.wav` or `pipe:0` as a protocol, not as the file of that name.
+
+def identify(path: Path, root: Path | None = None) -> Asset:
+    """Hash and probe one file, opened once and confined to `root`. Raises `BadInputError` naming the file and the cause.
+
+    The returned asset reads from `path` again later; to read the confined
+    descriptor throughout, use `opened()`.
+    """
+    with opened(path, root) as asset:
+        return replace(asset, reads=asset.path)
+
+
+@contextmanager
+def opened(path: Path, root: Path | None = None) -> Iterator[Asset]:
+    """The file at `path`, opened once, confined by its descriptor, hashed and probed from it; open until the block ends.
+
+    Confinement is checked on what was opened, not on the name: the kernel's own
+    path of the descriptor must lie inside `root` (when given), so a symlink
+    swapped in after discovery is refused, never followed. The path is made
+    absolute first: ffmpeg and PyAV read a bare name such as `concat:a.wav|b.wav`
+    or `pipe:0` as a protocol, not as the file of that name.
     """
     path = path.absolute()
+    fd = _open_confined(path, root)
     try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise BadInputError(path, "not a regular file")
-        digest = sha256_file(path) if size else ""
+        reads = Path(f"/proc/{os.getpid()}/fd/{fd}")
+        size = os.fstat(fd).st_size
+        digest = _sha256_fd(path, fd) if size else ""
+        try:
+            kind = probe_kind(reads)  # raises for empty and unrecognised files
+        except AssetlineError as exc:
+            raise renamed(exc, reads, path) from None
+        yield Asset(path=path, sha256=digest, kind=kind, bytes=size, reads=reads)
+    finally:
+        os.close(fd)
+
+
+def _open_confined(path: Path, root: Path | None) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)  # NONBLOCK: a FIFO can't hang us
     except PermissionError:
         raise BadInputError(path, "cannot read file: permission denied") from None
     except FileNotFoundError:
         raise BadInputError(path, "no such file") from None
     except OSError as exc:
         raise BadInputError(path, f"cannot read file: {exc.strerror}") from None
-    kind = probe_kind(path)  # raises for empty and unrecognised files
-    return Asset(path=path, sha256=digest, kind=kind, bytes=size)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInputError(path, "not a regular file")
+        if root is not None:
+            real = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            top = Path(root).resolve()
+            if not real.is_relative_to(top):
+                raise BadInputError(path, f"leads outside {top} (to {real}): refused, not followed")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _sha256_fd(path: Path, fd: int) -> str:
+    digest = hashlib.sha256()
+    try:
+        offset = 0
+        while chunk := os.pread(fd, _CHUNK, offset):  # pread: the descriptor's own offset stays at 0
+            digest.update(chunk)
+            offset += len(chunk)
+    except OSError as exc:
+        raise BadInputError(path, f"cannot read file: {exc.strerror}") from None
+    return digest.hexdigest()
+
+
+def renamed(exc: AssetlineError, reads: Path, path: Path) -> AssetlineError:
+    """`exc` naming the input as the user named it, not by the descriptor it was read through."""
+    if exc.subject == str(reads):
+        exc.subject = str(path)
+        exc.args = (exc.line(),)
+    return exc
 
 
 def is_up_to_date(asset: Asset, out_root: Path, outputs: list[str], recipe_sha256: str) -> bool:
@@ -91,30 +166,32 @@ def is_up_to_date(asset: Asset, out_root: Path, outputs: list[str], recipe_sha25
     return True
 
 
-def discover(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list[Path], list[BadInputError]]:
-    """Files named, and files found in folders named (recursively), in a stable order.
+def discover(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list[tuple[Path, Path]], list[BadInputError]]:
+    """Files named, and files found in folders named (recursively), in a stable order, each with its root.
 
     Inside a folder, hidden entries, assetline's own output trees (`exclude`)
     and symlinks that lead outside the folder are skipped; a symlink skipped
-    that way is reported, not followed.
+    that way is reported, not followed. The root is what the file must stay
+    inside when it is opened (`opened(path, root)`): the folder it was found
+    in, or, for a file named directly, the folder it resolved to now.
     """
     excluded = [p.resolve() for p in exclude]
-    found: list[Path] = []
+    found: list[tuple[Path, Path]] = []
     problems: list[BadInputError] = []
     seen: set[Path] = set()
 
-    def add(p: Path) -> None:
+    def add(p: Path, root: Path) -> None:
         key = p.resolve()
         if key not in seen:
             seen.add(key)
-            found.append(p)
+            found.append((p, root))
 
     for given in paths:
         if not given.exists() and not given.is_symlink():
             problems.append(BadInputError(given, "no such file or folder"))
             continue
         if not given.is_dir():
-            add(given)
+            add(given, given.resolve().parent)
             continue
         root = given.resolve()
         for dirpath, dirnames, filenames in os.walk(given, followlinks=False):
@@ -138,5 +215,5 @@ def discover(paths: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list[
                     if not target.is_relative_to(root):
                         problems.append(BadInputError(full, f"symlink points outside {given}: not followed"))
                         continue
-                add(full)
+                add(full, root)
     return found, problems

@@ -22,6 +22,7 @@ import av
 import numpy as np
 import pysubs2
 import pytest
+from PIL import Image
 from pydantic import BaseModel
 
 from assetline.assets import discover, identify, output_folder_name
@@ -255,8 +256,9 @@ def test_symlinks_out_of_a_folder_are_reported_and_never_followed(tmp_path):
     (root / "alias.png").symlink_to(root / "inside.png")  # stays inside: the same file, once
     (root / "dangling.png").symlink_to(tmp_path / "gone.png")
 
-    found, problems = discover([root])
-    assert found == [root / "alias.png"]  # inside.png is the same file: processed once, under its first name
+    discovered, problems = discover([root])
+    found = [path for path, _ in discovered]
+    assert discovered == [(root / "alias.png", root.resolve())]  # inside.png is the same file: processed once, under its first name
     reported = {Path(p.subject).name: p.cause for p in problems}
     for name in ("passwd", "escape.png", "hop.png", "relative.png", "dangling.png"):
         assert "symlink points outside" in reported[name] and "not followed" in reported[name], (name, reported)
@@ -324,3 +326,42 @@ def test_a_png_whose_header_is_cut_short_is_refused_as_a_corrupt_image(tmp_path)
         identify(bad)
     with pytest.raises(BadInputError, match="image is corrupt"):
         load_image(bad, 1_000_000)
+
+
+def test_a_symlink_swapped_in_after_discovery_is_refused_not_followed(tmp_path, prefect_api):
+    from assetline.assets import discover, opened
+    from assetline.flows.asset import process_asset
+
+    root, outside = tmp_path / "inbox", tmp_path / "private"
+    root.mkdir()
+    outside.mkdir()
+    photo("coffee", (32, 32)).save(root / "still.png")
+    photo("rocket", (32, 32)).save(outside / "secret.png")
+    ((found, found_root),), problems = discover([root])
+    assert found == root / "still.png" and not problems
+    (root / "still.png").unlink()
+    (root / "still.png").symlink_to(outside / "secret.png")  # swapped in between discovery and processing
+
+    with pytest.raises(BadInputError, match=r"still\.png: leads outside .*inbox .*refused, not followed"):
+        with opened(found, found_root):
+            pass
+    state = process_asset(str(found), str(tmp_path / "out"), inbox=str(found_root), return_state=True)
+    assert state.is_failed()
+    assert "leads outside" in str(state.result(raise_on_failure=False))
+    assert not (tmp_path / "out").exists() or not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]
+
+
+def test_steps_decode_the_file_that_was_opened_and_hashed_whatever_is_swapped_in_later(tmp_path):
+    from assetline.assets import opened
+    from assetline.storage import sha256_file
+
+    path = tmp_path / "still.png"
+    photo("coffee", (40, 30)).save(path)
+    sha = sha256_file(path)
+    with opened(path, tmp_path) as asset:
+        assert asset.sha256 == sha and asset.reads != path
+        path.unlink()
+        photo("rocket", (64, 64)).save(path)  # another file under the same name
+        with Image.open(asset.reads) as img:
+            assert img.size == (40, 30)  # still the one confined and hashed
+        assert sha256_file(asset.reads) == sha

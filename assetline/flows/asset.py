@@ -12,15 +12,16 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, tags
 
-from assetline.assets import Asset, identify
+from assetline.assets import Asset, opened, renamed
 from assetline.config import Recipe, load_recipe, recipe_from_dict
-from assetline.errors import BadInputError
+from assetline.errors import AssetlineError, BadInputError
 from assetline.flows._asset import AssetResult, run_name
 from assetline.flows._report import failure_message, label_flow_run, report_asset, report_failure
 from assetline.flows.audio import audio_outputs, run_audio_steps
 from assetline.flows.footage import footage_outputs, run_footage_steps
 from assetline.flows.image import image_outputs, run_image_steps
 from assetline.inbox import confine
+from assetline.orchestration import give_up_after_crashes
 
 
 class Route:
@@ -51,26 +52,36 @@ def process_asset(
 ) -> AssetResult:
     """Identify one file by its content and run its kind's steps into `out`.
 
-    With `inbox` (the inbox deployment sets it), `path` may be relative to it
-    and must lie inside it: anything else is refused before it is opened.
+    `inbox` is the folder the file must stay inside: the inbox deployment's
+    (where `path` may be relative to it), or the folder `assetline run` found
+    it in. Anything else is refused before it is opened, and what is opened is
+    confined by its descriptor, then hashed and decoded from that descriptor
+    alone (a symlink swapped in meanwhile is refused, not followed).
     `sha256` is what the announcer saw; the file is hashed again here, and
     the outputs are named by what is actually there.
+
+    A run that crashed (its process killed) is put back by the crash-retry
+    automation (`orchestration.ensure_crash_retries`); past `run.crash_retries`
+    attempts it ends Failed here, with the reason.
     """
     logger = get_run_logger()
     source = Path(path)
     asset = None
     try:
         settings = recipe_from_dict(recipe) if recipe is not None else load_recipe(None)  # $ASSETLINE_RECIPE, or defaults
+        give_up_after_crashes(settings.run.crash_retries)
         if inbox:
             source = confine(path, inbox)
-        asset = identify(source)
-        if sha256 and sha256 != asset.sha256:
-            logger.warning("%s changed since it was announced (sha256 %s, now %s)", source, sha256[:12], asset.sha256[:12])
-        run_tags = [asset.kind] + ([f"recipe:{settings.section_sha256(asset.kind)[:8]}"] if asset.kind in ROUTES else [])
-        label_flow_run(run_tags, f"{source.name} · {asset.sha256[:8]}")
-        with tags(*run_tags):  # its task runs carry them too
-            result = route(asset).steps(asset, Path(out), settings)
+        with opened(source, Path(inbox) if inbox else None) as asset:
+            if sha256 and sha256 != asset.sha256:
+                logger.warning("%s changed since it was announced (sha256 %s, now %s)", source, sha256[:12], asset.sha256[:12])
+            run_tags = [asset.kind] + ([f"recipe:{settings.section_sha256(asset.kind)[:8]}"] if asset.kind in ROUTES else [])
+            label_flow_run(run_tags, f"{source.name} · {asset.sha256[:8]}")
+            with tags(*run_tags):  # its task runs carry them too
+                result = route(asset).steps(asset, Path(out), settings)
     except Exception as exc:
+        if isinstance(exc, AssetlineError) and asset is not None:
+            renamed(exc, asset.reads, asset.path)  # name the file as the user did, not by its descriptor
         if asset is None:
             label_flow_run(["unidentified"])
         message = failure_message(exc, source)

@@ -47,9 +47,9 @@ def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
     def make(stage: Path) -> list[Made]:
         if not audio.transcribe.enabled:
             return []
-        listen_to, steps = asset.path, []
+        listen_to, steps = asset.reads, []
         if audio.loudness.enabled:  # transcribe the cleaned sound; its loudness goes into the manifests
-            cleaned = normalize_loudness(asset.path, stage, audio.loudness)
+            cleaned = normalize_loudness(asset.reads, stage, audio.loudness)
             listen_to, steps = stage / cleaned.output, [cleaned]
         heard = transcribe(listen_to, stage, audio.transcribe)
         steps.append(heard)

@@ -38,7 +38,7 @@ NO_AUDIO_NOTE = "no audio stream: transcription and subtitles skipped"
 def footage_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
     """The files a footage run makes under this recipe (fewer for a clip without sound)."""
     v = recipe.video
-    has_audio = asset is None or probe(asset.path).audio is not None
+    has_audio = asset is None or probe(asset.reads).audio is not None
     subtitled = has_audio and v.transcribe.enabled and v.subtitles.enabled
     names = [VIDEO]
     if has_audio and v.transcribe.enabled:
@@ -61,7 +61,7 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
         recipe, render_video, normalize_loudness, transcribe, subtitles, package
     )
     v = recipe.video
-    info = probe(asset.path)
+    info = probe(asset.reads)
     if info.video is None:
         raise BadInputError(asset.path, "no video stream")
     has_audio = info.audio is not None
@@ -69,18 +69,18 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
     def make(stage: Path) -> list[Made]:
         source = source_ref(asset)
         made: list[Made] = []
-        picture_steps = render_video(asset.path, stage, v.denoise, v.upscale, v.encode, v.device)
+        picture_steps = render_video(asset.reads, stage, v.denoise, v.upscale, v.encode, v.device)
         picture = stage / picture_steps[-1].output
         video_steps = list(picture_steps)
         normalized, sound_steps = None, []
         if has_audio and v.loudness.enabled:
-            cleaned = normalize_loudness(asset.path, stage, v.loudness)
+            cleaned = normalize_loudness(asset.reads, stage, v.loudness)
             normalized = stage / cleaned.output
             sound_steps.append(cleaned)
         video_steps += sound_steps
         srt = None
         if has_audio and v.transcribe.enabled:
-            heard = transcribe(normalized or asset.path, stage, v.transcribe)
+            heard = transcribe(normalized or asset.reads, stage, v.transcribe)
             transcript = stage / heard.output
             made.append(Made(transcript, [source], sound_steps + [heard]))
             if v.subtitles.enabled:

@@ -47,15 +47,15 @@ def process_image(path: str, out: str, recipe: dict | None = None, sha256: str |
 def run_image_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult:
     image = recipe.image
     remove_background, upscale = configured(recipe, tasks.remove_background, tasks.upscale)
-    with Image.open(asset.path) as probe:  # refuse a bomb before any task starts
+    with Image.open(asset.reads) as probe:  # refuse a bomb before any task starts
         check_pixel_limit(asset.path, probe.size, image.max_pixels)
 
     def make(stage: Path) -> list[Made]:
         made: list[Made] = []
         steps: list[StepRecord] = []
-        current, inputs = asset.path, [source_ref(asset)]
+        current, inputs = asset.reads, [source_ref(asset)]
         if image.remove_background.enabled:
-            step = remove_background(asset.path, stage, image.remove_background, image.device, image.max_pixels)
+            step = remove_background(asset.reads, stage, image.remove_background, image.device, image.max_pixels)
             steps.append(step)
             made.append(Made(stage / step.output, list(inputs), list(steps)))
             current = stage / step.output
