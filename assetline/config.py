@@ -201,6 +201,8 @@ class RunOptions(_Strict):
     concurrency: int = Field(2, ge=1, le=64)  # assets in flight at once
     retries: RetryOptions = RetryOptions()
     limits: LimitOptions = LimitOptions()
+    # A served or deployed run whose process died (killed, OOM, machine lost) is run again this many times.
+    crash_retries: int = Field(2, ge=0, le=10)
 
 
 DEFAULT_IGNORE = (".*", "~$*", "*.part", "*.tmp", "*.crdownload", "*.partial", "*.download", "*.!qB")

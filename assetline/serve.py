@@ -95,14 +95,14 @@ def serve(settings: ServeSettings, on_ready=lambda: None) -> None:
     from prefect.deployments import run_deployment
     from prefect.runner import Runner
 
-    from assetline.orchestration import ensure_limits, host
+    from assetline.orchestration import ensure_crash_retries, host
 
     settings.inbox.mkdir(parents=True, exist_ok=True)
     settings.out.mkdir(parents=True, exist_ok=True)
     recipe = settings.recipe
     # Each flow run is a child process; they share the cores between the runs in flight.
     os.environ["ASSETLINE_PARALLEL_ASSETS"] = str(recipe.run.concurrency)
-    ensure_limits(recipe.run.limits)
+    ensure_crash_retries()  # a run whose process dies comes back (run.crash_retries times)
     # One slot more than the assets in flight: a batch run only waits on the asset runs it started.
     runner = Runner(name=f"assetline-{host()}", query_seconds=RUNNER_POLL_SECONDS, limit=recipe.run.concurrency + 1)
     for deployment in deployments(settings):

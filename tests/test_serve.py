@@ -29,7 +29,7 @@ SETTLE_S = 300
 
 
 class Serve:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *extra: str):
         self.root = root
         self.inbox = root / "inbox"
         self.out = root / "out"
@@ -42,7 +42,7 @@ class Serve:
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "assetline.cli", "serve", "--inbox", str(self.inbox), "--out", str(self.out),
-                 "--port", str(self.port), "--set", "inbox.hold_seconds=0.5", "--set", "inbox.poll_seconds=0.25"],
+                 "--port", str(self.port), "--set", "inbox.hold_seconds=0.5", "--set", "inbox.poll_seconds=0.25", *extra],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
             )  # fmt: skip
         _wait("serve to start", lambda: self.proc.poll() is not None or "stop with Ctrl-C" in self.log.read_text(), STARTUP_S)
