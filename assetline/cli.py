@@ -199,6 +199,17 @@ def _print_results(results: list) -> None:
 
 
 @app.command()
+def slots() -> None:
+    """Who holds this machine's heavy-step slots now (render_video, transcribe): asset, flow run, pid, since."""
+    from assetline.slots import holders, host, slots_dir
+
+    held = holders()
+    for h in held:
+        out.print(f"{h.step} #{h.slot} on {host()}: {h.describe()}", highlight=False)
+    out.print(f"{len(held)} slot(s) held ({slots_dir()})", highlight=False)
+
+
+@app.command()
 def verify(
     paths: Annotated[list[Path], typer.Argument(help="Outputs, sidecars or output folders.")],
 ) -> None:

@@ -131,6 +131,8 @@ def test_a_slot_held_by_a_killed_process_is_free_at_once(tmp_path, monkeypatch):
         assert holder.stdout.readline().strip() == "held"
         (held,) = slots.holders("render_video")
         assert (held.pid, held.asset, held.slot) == (holder.pid, "held.mp4", 0)
+        listed = run_cli("slots", api_url=None)  # what ops run to see it
+        assert f"render_video #0 on {slots.host()}: held.mp4 (pid {holder.pid}" in listed.stdout, listed.stdout
         holder.kill()
         holder.wait(timeout=60)
         start = time.monotonic()
