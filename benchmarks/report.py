@@ -42,6 +42,7 @@ SECTIONS = {
     "serve": "Event-to-run latency and throughput, one worker vs two (`bench_serve.py`)",
     "load": "Load: a burst of stills into the inbox (`bench_load.py`)",
     "signing": "Content Credentials: signing cost (`bench_signing.py`)",
+    "faults": "Fault injection: SIGKILL at random moments under run and serve (`bench_faults.py`)",
 }
 PACKAGES = ("assetline", "prefect", "rembg", "onnxruntime", "ncnn", "faster-whisper", "ctranslate2", "c2pa-python")
 
