@@ -52,12 +52,20 @@ def _load(sidecar: Path) -> tuple[Manifest | None, str | None]:
 _CONFIGURED: Any = object()  # verify_output's default: the trust anchors configured (see assetline.keys)
 
 
-def verify_output(output: Path, anchors: Any = _CONFIGURED) -> Verdict:
+def verify_output(output: Path, anchors: Any = _CONFIGURED, require_trust: bool = True) -> Verdict:
     """Check one output file against `output.provenance.json` and its Content Credentials.
 
     One line per finding: a tampered output gets one line saying what was
     done to it (altered, replaced by another output, sidecar edited, signed
     outside the trust anchors), not every check that noticed.
+
+    `require_trust=False` asks only whether the output is intact and is what
+    its sidecar says (the freshness question of a rerun): its bytes, its C2PA
+    signature and hard binding (validation state Valid or Trusted), the JSON's
+    agreement with the signed manifest, the chain, its inputs. Whether the
+    signer is on a trust list is left out: no trust anchors are loaded (unless
+    `anchors` is given), and neither an untrusted signer nor unreadable anchors
+    is a finding. `assetline verify` keeps the default, which also requires trust.
     """
     verdict = Verdict(output)
     sidecar = sidecar_for(output)
@@ -76,7 +84,9 @@ def verify_output(output: Path, anchors: Any = _CONFIGURED) -> Verdict:
         return verdict
     size, actual = output.stat().st_size, sha256_file(output)
     content_differs = size != manifest.output.bytes or actual != manifest.output.sha256
-    if anchors is _CONFIGURED:
+    if anchors is _CONFIGURED and not require_trust:
+        anchors = None  # integrity only: c2pa still checks the signature and binding, trust aside
+    elif anchors is _CONFIGURED:
         try:
             anchors, verdict.anchors = trust_anchors()
         except AssetlineError as exc:
@@ -110,7 +120,7 @@ def verify_output(output: Path, anchors: Any = _CONFIGURED) -> Verdict:
             what = "intermediate" if ref.role == "intermediate" else "source"
             verdict.problems.append(f"{what} input {ref.path} has changed since (sha256 differs)")
     if credentials is not None and credentials.intact and not swapped:
-        _check_credentials(verdict, manifest, credentials)
+        _check_credentials(verdict, manifest, credentials, require_trust)
     return verdict
 
 
@@ -133,8 +143,9 @@ def _check_content(verdict: Verdict, manifest: Manifest, size: int, content_diff
         verdict.problems.append(f"no Content Credentials: no C2PA manifest {where}")
 
 
-def _check_credentials(verdict: Verdict, manifest: Manifest, credentials) -> None:
-    """An intact C2PA manifest: the JSON agrees with it, it chains to an input, its signer is trusted."""
+def _check_credentials(verdict: Verdict, manifest: Manifest, credentials, require_trust: bool = True) -> None:
+    """An intact C2PA manifest: the JSON agrees with it, it chains to an input, its signer is trusted
+    (with `require_trust`; without, its validation state is Valid or Trusted)."""
     signed = credentials.signed_sidecar()
     if signed is None:
         verdict.problems.append(f"C2PA manifest has no {PROVENANCE_LABEL} assertion: the JSON sidecar is not bound to it")
@@ -153,7 +164,10 @@ def _check_credentials(verdict: Verdict, manifest: Manifest, credentials) -> Non
         verdict.problems.append(f"C2PA parent ingredient {chain[1]!r} is not an input the sidecar names")
     info = credentials.signature_info
     signer = f"{info.get('common_name') or '?'!r} (issuer {info.get('issuer') or '?'!r})"
-    if credentials.untrusted:
+    if not require_trust:
+        if credentials.state not in ("Valid", "Trusted"):
+            verdict.problems.append(f"C2PA validation state is {credentials.state}, not Valid")
+    elif credentials.untrusted:
         verdict.problems.append(f"signed by a key outside the trust anchors: {signer}; anchors: {verdict.anchors or 'none'}")
     elif not credentials.trusted:
         verdict.problems.append(f"C2PA validation state is {credentials.state}, not Trusted")
