@@ -288,7 +288,15 @@ def keys_show() -> None:
 
 @models_app.command("list")
 def models_list() -> None:
-    """Every registered model: use, size, and whether the cache holds it intact."""
+    """Every registered model: use, size, and whether the cache holds it intact.
+
+    A user model list that cannot be used is one warning line (the file and
+    why); the built-in models are still listed.
+    """
+    problem = models.user_models_problem()
+    if problem is not None:
+        err.print(f"[yellow]warning:[/yellow] {problem.line()}; its models are not listed "
+                  "(`assetline models add` sets a corrupt list aside and writes a new one)", highlight=False)  # fmt: skip
     table = Table(title=f"models in {models.cache_root()}")
     for col in ("name", "use", "size", "state"):
         table.add_column(col)
@@ -327,9 +335,18 @@ def models_add(
     family: Annotated[str, typer.Option("--family", help="whisper (CTranslate2), rembg (.onnx) or realesrgan (ncnn).")],
     use: Annotated[str, typer.Option("--use", help="What it is for, shown by `models list`.")] = "",
 ) -> None:
-    """Register a model folder of your own under a name; its files are hashed now and checked on every run."""
+    """Register a model folder of your own under a name; its files are hashed now and checked on every run.
+
+    A corrupt model list is set aside as `user-models.yaml.corrupt-<timestamp>`
+    (nothing is lost) and a new one written with its readable entries and this
+    model, said in one line; an unreadable one is left alone (exit 1).
+    """
     try:
-        spec = models.add_user_model(name, family, path, use)
+        spec = models.add_user_model(name, family, path, use,
+                                     report=lambda line: err.print(f"[yellow]warning:[/yellow] {line}", highlight=False))  # fmt: skip
+    except models.UserModelsError as exc:
+        err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
     except AssetlineError as exc:
         err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
@@ -338,7 +355,12 @@ def models_add(
 
 @models_app.command("verify")
 def models_verify() -> None:
-    """Re-hash every model in the cache; exit 1 if any is missing or corrupt."""
+    """Re-hash every model in the cache; exit 1 if any is missing or corrupt, or the user model list is unusable."""
+    try:
+        models.check_user_models()
+    except AssetlineError as exc:
+        err.print(f"[red]error:[/red] {exc.line()}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
     bad = 0
     for spec in models.REGISTRY.values():
         state = models.status(spec)

