@@ -126,3 +126,42 @@ def test_full_disk_and_read_only_folder_fail_their_assets_clearly_and_the_rest_c
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     verified = run_cli("verify", str(out), api_url=None)
     assert verified.returncode == 0, verified.stdout
+
+
+def _fill(disk: Path, leave: int) -> None:
+    """Fill `disk` until only `leave` bytes are free (tmpfs counts whole pages)."""
+    import shutil
+
+    with open(disk / "filler", "wb") as fh:
+        fh.write(b"\0" * max(0, shutil.disk_usage(disk).free - leave))
+    assert shutil.disk_usage(disk).free <= leave
+
+
+@pytest.mark.parametrize("leave", [0, 4096, 16384])
+def test_signing_on_a_nearly_full_disk_says_no_space_left_and_leaves_nothing_half_written(
+    small_disk: Path, tmp_path: Path, leave: int
+) -> None:
+    """c2pa, rewriting a picture to embed its manifest with almost no room, fails with an opaque
+    "Io: Other: UntrackedPointer" (c2pa-python 0.38, a few KiB free), or the signed copy's close
+    fails with ENOSPC: either is the line every other output failure gives."""
+    from assetline.provenance import InputRef, RunRef, StepRecord, ToolRef, build_manifest, write_manifest
+    from assetline.provenance.credentials import content_signer
+
+    source = tmp_path / "chelsea.png"
+    photo("chelsea", (48, 32)).save(source)
+    output = small_disk / "graded.png"
+    photo("chelsea", (48, 32)).convert("L").save(output)
+    before = output.read_bytes()
+    step = StepRecord(name="grade", tool=ToolRef(name="pillow", version="x"), parameters={},
+                      started_at="2026-01-01T00:00:00.000Z", ended_at="2026-01-01T00:00:01.000Z",
+                      digital_source_type="algorithmicallyEnhanced", output=output.name)  # fmt: skip
+    manifest = build_manifest(output, [InputRef(path=str(source), sha256=sha256_file(source), role="source")],
+                              [step], "0" * 64, RunRef())  # fmt: skip
+    signer, _ = content_signer(create=False)
+    _fill(small_disk, leave)
+    with pytest.raises(OutputError) as exc:
+        write_manifest(output, manifest, signer)
+    assert exc.value.line() == f"{output}: no space left on the output device"
+    # Nothing half-written: no signing copy, no manifest store, no sidecar; the output as it was.
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "graded.png"]
+    assert output.read_bytes() == before

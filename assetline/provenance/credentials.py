@@ -24,10 +24,12 @@ agrees with what was signed.
 from __future__ import annotations
 
 import ctypes
+import errno
 import io
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -37,7 +39,8 @@ from typing import Any
 from assetline import __version__
 from assetline.keys import SigningError, SigningKey, signing_key, trust_anchors
 from assetline.provenance.manifest import IPTC, SCHEMA, Manifest, StepRecord, media_type, signed_view
-from assetline.storage import write_atomically
+from assetline.errors import OutputError
+from assetline.storage import _describe_os_error, write_atomically
 
 C2PA_SUFFIX = ".c2pa"
 EMBEDDED_TYPES = ("image/png", "image/jpeg", "video/mp4")
@@ -138,7 +141,14 @@ class ContentSigner:
             else:
                 write_atomically(c2pa_sidecar_for(output), _sign_detached(c2pa, builder, signer, output))
         except c2pa.C2paError as exc:
+            full = _out_of_space(exc, output)
+            if full is not None:
+                raise OutputError(output, _describe_os_error(full)) from None
             raise SigningError(output, f"C2PA signing failed: {_first_line(exc)}") from None
+        except OSError as exc:  # writing the signed copy (or closing it) on a full device
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputError(output, _describe_os_error(exc)) from None
+            raise
         finally:
             for handle in (builder, signer, context):
                 if handle is not None:
@@ -201,6 +211,36 @@ class ContentSigner:
                                                        "instance_id": f"sha256:{parent_ref.sha256}"})  # fmt: skip
             builder = c2pa.Builder(definition, context=context)
         return builder, resources
+
+
+# What signing may need on the output's device beyond the output's own size (its signed copy is
+# written beside it): the manifest, a thumbnail, ingredients' manifests. With less free when c2pa
+# fails, the device is what failed, whatever c2pa says (with under ~1 MB it says only "Io: Other:
+# UntrackedPointer").
+SIGNING_HEADROOM = 1 << 20
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _out_of_space(exc: BaseException, output: Path) -> OSError | None:
+    """The full-device OSError a c2pa failure while signing `output` stands for, or None when it is not one.
+
+    c2pa reports a write that ran out of room as "Io: No space left on device (os
+    error 28)" or, with very little room, as an opaque "Io: Other: UntrackedPointer":
+    so a failure is the device's when c2pa names ENOSPC/EDQUOT, or when the output's
+    folder has less free than the output's size plus SIGNING_HEADROOM.
+    """
+    code = _OS_ERROR.search(str(exc))
+    if code and int(code.group(1)) in (errno.ENOSPC, errno.EDQUOT):
+        number = int(code.group(1))
+        return OSError(number, os.strerror(number), str(output))
+    try:
+        st = os.statvfs(output.parent)
+        size = output.stat().st_size
+    except OSError:
+        return None
+    if st.f_bavail * st.f_frsize < size + SIGNING_HEADROOM:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(output))
+    return None
 
 
 def _alg(c2pa, name: str):
