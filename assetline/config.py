@@ -28,11 +28,13 @@ MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; anything past 1 M
 
 
 def _model_of_family(name: str, family: str) -> str:
-    from assetline.models import REGISTRY
+    from assetline.models import REGISTRY, user_models_problem
 
     known = sorted(n for n, spec in REGISTRY.items() if spec.family == family)
     if name not in known:
-        raise ValueError(f"unknown model {name!r} (known: {', '.join(known)})")
+        problem = user_models_problem()  # the user's own models may be what is missing
+        also = f"; the user's models were not read: {problem.line()}" if problem else ""
+        raise ValueError(f"unknown model {name!r} (known: {', '.join(known)}){also}")
     return name
 
 
