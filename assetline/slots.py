@@ -69,8 +69,8 @@ class Holder:
     since: str | None = None
 
     def describe(self) -> str:
-        who = self.asset or "?"
-        run = f", flow run {self.flow_run_name or self.flow_run_id}" if (self.flow_run_name or self.flow_run_id) else ""
+        who = self.asset or self.flow_run_name or "?"
+        run = f", flow run {self.flow_run_id}" if self.flow_run_id else ""  # the UI's /runs/flow-run/<id>
         return f"{who}{run} (pid {self.pid}, since {self.since})"
 
 
@@ -183,7 +183,7 @@ def heavy_slot(step: str, slots: int, asset: str | None = None, logger: logging.
                 os.close(fd)
         fd = fds[taken]
         run_id, run_name = _run_context()
-        record = {"step": step, "slot": taken, "host": host(), "pid": os.getpid(), "asset": asset,
+        record = {"step": step, "slot": taken, "host": host(), "pid": os.getpid(), "asset": asset or run_name,
                   "flow_run_id": run_id, "flow_run_name": run_name,
                   "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
         os.ftruncate(fd, 0)
