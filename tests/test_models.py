@@ -100,6 +100,37 @@ def test_a_source_with_wrong_bytes_is_rejected_and_nothing_is_stored(private_cac
     assert [p.name for p in private_cache.iterdir()] == ["realesr-animevideov3"]
 
 
+def test_pull_tries_sources_in_order_and_stores_the_first_that_matches_the_pins(private_cache, pulled_models, monkeypatch):
+    import dataclasses
+
+    spec = models.get_spec("u2netp")
+    monkeypatch.setitem(models.REGISTRY, "u2netp", dataclasses.replace(spec, sources=()))
+    shutil.rmtree(private_cache / "u2netp")
+    weights = (pulled_models / "u2netp" / "u2netp.onnx").read_bytes()
+    sources = [
+        models.MemorySource({}, label="empty"),
+        models.MemorySource({"u2netp.onnx": weights[:-1]}, label="truncated"),
+        models.MemorySource({"u2netp.onnx": weights}, label="intact"),
+        models.MemorySource({"u2netp.onnx": b"never asked"}, label="later"),
+    ]
+    said: list[str] = []
+    outcome = models.pull(["u2netp"], extra_sources=sources, report=lambda name, line: said.append(line))
+    assert outcome == {"u2netp": "fetched from intact"}
+    assert said == ["fetching from empty", "fetching from truncated", "fetching from intact", "fetched from intact"]
+    assert models.status(models.get_spec("u2netp")) == "present"
+    assert models.require("u2netp") == private_cache / "u2netp"
+    assert sorted(p.name for p in private_cache.iterdir()) == ["realesr-animevideov3", "u2netp"]  # no staging left
+
+
+def test_the_folders_in_assetline_model_sources_are_tried_first_read_at_each_pull(private_cache, pulled_models, tmp_path, monkeypatch):
+    shutil.rmtree(private_cache / "u2netp")
+    share = tmp_path / "share"
+    shutil.copytree(pulled_models / "u2netp", share / "u2netp")
+    monkeypatch.setenv("ASSETLINE_MODEL_SOURCES", os.pathsep.join([str(tmp_path / "absent"), str(share)]))
+    outcome = models.pull(["u2netp"])
+    assert outcome == {"u2netp": f"fetched from folder {share}"}
+
+
 def test_models_list_and_verify_cli_report_state(private_cache):
     listing = run_cli("models", "list", api_url=None, env={"COLUMNS": "200"})
     assert listing.returncode == 0
