@@ -18,8 +18,8 @@ Steps 3 to 5 are one round, repeated (--rounds, default 2).
    downloading made impossible), one ncnn Net for realesr-animevideov3-x2
    (CPU, os.cpu_count() threads), and per image: decode, rembg cutout, ESRGAN
    x2 of the RGB tiled exactly like assetline (256 px tiles, 16 px overlap:
-   assetline's own `run_tiled`, taken from its source so Prefect is not
-   imported), alpha resized with Lanczos, both PNGs saved (compress_level=4).
+   assetline's own `run_tiled` from `assetline.imaging.tiling`, which imports
+   no Prefect), alpha resized with Lanczos, both PNGs saved (compress_level=4).
 4. `assetline run INPUTS --out OUT`, default recipe, PREFECT_API_URL unset:
    Prefect's temporary local server starts and stops inside the timing.
 5. The same command again (the rerun): every output must be left untouched
@@ -49,7 +49,6 @@ failed (a non-zero exit, missing outputs, a rerun that touched outputs).
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import os
@@ -137,29 +136,6 @@ def make_inputs(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
 # --------------------------------------------------------------------------- the bare loop (own process)
 
 
-def _assetline_run_tiled():
-    """assetline's `run_tiled`, compiled from its source so that assetline.tasks (and Prefect) stay unimported.
-
-    The tiling is then byte-for-byte assetline's, and the bare loop pays no
-    Prefect import it would not pay as a hand-written script.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("assetline.tasks.upscale")
-    source = Path(spec.origin).read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run_tiled"]
-    if not funcs:  # the source moved: fall back to importing it
-        from assetline.tasks.upscale import run_tiled
-
-        return run_tiled, "imported from assetline.tasks.upscale"
-    import numpy as np
-
-    namespace: dict = {"np": np}
-    exec(compile(ast.Module(body=funcs, type_ignores=[]), spec.origin, "exec"), namespace)
-    return namespace["run_tiled"], f"source of run_tiled in {spec.origin}"
-
-
 def bare_worker(inputs: Path, out: Path) -> None:
     """One process, one rembg session, one ncnn Net, a plain loop. Prints one JSON line."""
     t_start = time.perf_counter()
@@ -173,6 +149,7 @@ def bare_worker(inputs: Path, out: Path) -> None:
     from PIL import Image
 
     from assetline import models
+    from assetline.imaging.tiling import run_tiled
 
     u2net_home = models.require("u2netp")
     esr_dir = models.require("realesr-animevideov3")
@@ -196,7 +173,9 @@ def bare_worker(inputs: Path, out: Path) -> None:
     net.opt.num_threads = os.cpu_count() or 1
     net.load_param(str(esr_dir / f"realesr-animevideov3-x{SCALE}.param"))
     net.load_model(str(esr_dir / f"realesr-animevideov3-x{SCALE}.bin"))
-    run_tiled, tiled_from = _assetline_run_tiled()
+    if "prefect" in sys.modules:  # the bare loop must not pay for an import a hand-written script would not make
+        raise RuntimeError("the bare loop imported Prefect: assetline.imaging must stay Prefect-free")
+    tiled_from = f"{run_tiled.__module__}.run_tiled"
     t_ready = time.perf_counter()
 
     rows = []

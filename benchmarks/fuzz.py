@@ -283,7 +283,7 @@ def strict_cues(text: str, fmt: str) -> list[tuple[int, int, list[str]]]:
 def subtitles_target(examples: int, case_dir: Path, stats: Target, hang: float):
     import pysubs2
 
-    from assetline.tasks.subtitles import build_cues, write_subtitles
+    from assetline.captions import build_cues, write_subtitles
 
     srt, vtt = case_dir / "subtitles.srt", case_dir / "subtitles.vtt"
 

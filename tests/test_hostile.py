@@ -293,8 +293,8 @@ def _transcript_with(tmp_path: Path, *words: tuple[str, float, float]) -> Path:
 
 def test_a_lone_surrogate_in_a_word_is_written_as_a_replacement_character(tmp_path):
     """A lone surrogate used to stop write_subtitles with UnicodeEncodeError (transcript.json refuses one)."""
+    from assetline.captions import build_cues, write_subtitles
     from assetline.config import SubtitleOptions
-    from assetline.tasks.subtitles import build_cues, write_subtitles
     from assetline.transcript import Word
 
     cues = build_cues([Word(0.5, 1.0, " caf\ud800"), Word(1.0, 1.4, " ok")], SubtitleOptions()).cues

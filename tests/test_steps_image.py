@@ -11,9 +11,10 @@ from PIL import Image
 
 from assetline import models
 from assetline.config import RemoveBackgroundOptions, UpscaleOptions
+from assetline.imaging import run_tiled
 from assetline.media import load_image
 from assetline.tasks import remove_background, upscale
-from assetline.tasks.upscale import ncnn_net, run_tiled
+from assetline.tasks.upscale import ncnn_net
 from conftest import iou, photo
 
 

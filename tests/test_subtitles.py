@@ -21,18 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from assetline.captions import EXCEPTION_RULES, CueBuild, build_cues, normalise_text, write_subtitles
 from assetline.config import SubtitleOptions
 from assetline.errors import BadInputError
-from assetline.tasks.subtitles import (
-    EXCEPTION_RULES,
-    SRT_NAME,
-    VTT_NAME,
-    CueBuild,
-    build_cues,
-    normalise_text,
-    subtitles,
-    write_subtitles,
-)
+from assetline.tasks.subtitles import SRT_NAME, VTT_NAME, subtitles
 from assetline.transcript import Transcript, Word
 
 BROADCAST = SubtitleOptions()

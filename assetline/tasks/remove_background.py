@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -12,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from assetline import models
 from assetline.config import RemoveBackgroundOptions
 from assetline.errors import ModelError
+from assetline.imaging import fold_alpha, on_background
 from assetline.media import load_image
 from assetline.provenance import StepRecord, ToolRef, utc_now
 from assetline.tasks._common import model_ref, onnx_providers, package_version, save_png
@@ -24,11 +24,13 @@ def rembg_session(model: str, device: str):
 
     rembg's own session class for the model does the pre- and post-processing;
     only its download hook is replaced, by the path of our hash-checked copy,
-    so rembg can never fetch anything.
+    so rembg can never fetch anything. onnxruntime gets this asset's share of
+    the cores (`models.threads_per_asset()`), not every core.
     """
     folder = models.require(model)
     model_file = folder / models.get_spec(model).files[0].name
     providers = onnx_providers(device)
+    threads = models.threads_per_asset()
 
     def make():
         import onnxruntime as ort
@@ -38,15 +40,11 @@ def rembg_session(model: str, device: str):
         if base is None:
             raise ModelError(model, "rembg has no session for this model")
         pinned = type(f"Pinned{base.__name__}", (base,), {"download_models": classmethod(lambda cls, *a, **k: str(model_file))})
-        return pinned(model, ort.SessionOptions(), providers=providers)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # inter-op threads stay unused: the graph runs sequentially
+        return pinned(model, options, providers=providers)
 
-    return models.sessions.get(("rembg", model, tuple(providers)), make)
-
-
-def _apply_background(cutout: Image.Image, colour: str) -> Image.Image:
-    rgb = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    base = Image.new("RGBA", cutout.size, rgb + (255,))
-    return Image.alpha_composite(base, cutout.convert("RGBA")).convert("RGB")
+    return models.sessions.get(("rembg", model, tuple(providers), threads), make)
 
 
 @task(name="remove_background", cache_policy=NO_CACHE, persist_result=False)
@@ -83,8 +81,7 @@ def remove_background(
         post_process_mask=options.post_process_mask,
     )
     if loaded.alpha is not None:
-        combined = np.asarray(mask, dtype=np.uint16) * np.asarray(loaded.alpha, dtype=np.uint16) // 255
-        mask = Image.fromarray(combined.astype(np.uint8), mode="L")
+        mask = fold_alpha(mask, loaded.alpha)
 
     if options.mask_only:
         result = mask
@@ -102,7 +99,7 @@ def remove_background(
         result = loaded.rgb.convert("RGBA")
         result.putalpha(mask)
     if options.background and not options.mask_only:
-        result = _apply_background(result, options.background)
+        result = on_background(result, options.background)
 
     out = dest_dir / OUTPUT_NAME
     save_png(result, out, loaded.icc_profile if result.mode != "L" else None)

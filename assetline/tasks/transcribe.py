@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from assetline import models
+from assetline.audio_windows import SAMPLE_RATE, audio_windows
 from assetline.config import TranscribeOptions
-from assetline.errors import BadInputError, DeviceError, ModelError, RecipeError
-from assetline.media import probe, probe_kind
+from assetline.errors import DeviceError, ModelError, RecipeError
+from assetline.media import probe
 from assetline.progress import step_progress
 from assetline.provenance import StepRecord, ToolRef, utc_now
 from assetline.storage import write_atomically
@@ -29,7 +27,6 @@ from assetline.tasks._common import model_ref, package_version
 from assetline.transcript import Transcript, TranscriptModel
 
 OUTPUT_NAME = "transcript.json"
-SAMPLE_RATE = 16_000  # what Whisper's feature extractor takes
 
 # Values CTranslate2 resolves itself to the best type the device supports.
 _RESOLVED_COMPUTE_TYPES = ("default", "auto")
@@ -73,13 +70,6 @@ def _check_compute_type(compute_type: str, device: str) -> None:
         )
 
 
-def _all_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def whisper_model(name: str, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0):
     """The faster-whisper `WhisperModel` for registered model `name`, loaded once per process.
 
@@ -93,8 +83,9 @@ def whisper_model(name: str, device: str = "cpu", compute_type: str = "int8", cp
             device does not support is a `DeviceError`, not a silent
             conversion. "auto"/"default" let CTranslate2 choose; the model's
             `.model.compute_type` says what it chose.
-        cpu_threads: CTranslate2 threads on the CPU; 0 uses every core this
-            process may run on.
+        cpu_threads: CTranslate2 threads on the CPU; 0 uses this asset's
+            share of the cores (`models.threads_per_asset()`: the cores this
+            process may run on, split between the assets in flight).
     """
     spec = models.get_spec(name)
     if spec.family != "whisper":
@@ -105,7 +96,7 @@ def whisper_model(name: str, device: str = "cpu", compute_type: str = "int8", cp
         raise ModelError(name, f"{folder} has no tokenizer.json: not a complete CTranslate2 Whisper folder")
     used_device = resolve_device(device)
     _check_compute_type(compute_type, used_device)
-    threads = cpu_threads or _all_cores()
+    threads = cpu_threads or models.threads_per_asset()
 
     def make():
         from faster_whisper import WhisperModel
@@ -146,63 +137,6 @@ def _duration_or_none(source: Path) -> float | None:
         return probe(source).duration
     except Exception:
         return None
-
-
-def _audio_windows(source: Path, window_seconds: float) -> Iterator[tuple[float, np.ndarray]]:
-    """Mono float32 samples at 16 kHz, a window at a time, each cut at the quietest moment near its end.
-
-    Yields (offset in seconds, samples). Memory holds one window plus its
-    look-ahead, however long the file: an hour of sound is never in memory at once.
-    """
-    import av
-
-    kind = probe_kind(source)  # BadInputError for empty, unreadable or unrecognised files
-    if kind == "image":
-        raise BadInputError(source, "is a still image: there is no sound to transcribe")
-    window = int(window_seconds * SAMPLE_RATE)
-    lookahead = int(min(20.0, window_seconds / 2) * SAMPLE_RATE)
-    offset = 0
-    pending: list[np.ndarray] = []
-    pending_len = 0
-    try:
-        with av.open(str(source), metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise BadInputError(source, "has no audio stream to transcribe")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-            frames = container.decode(container.streams.audio[0])
-            for frame in _then_flush(frames):
-                for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                    pending.append(chunk)
-                    pending_len += len(chunk)
-                while pending_len >= window + lookahead:
-                    buffer = np.concatenate(pending)
-                    cut = _quiet_cut(buffer, window - lookahead, window + lookahead)
-                    yield offset / SAMPLE_RATE, buffer[:cut]
-                    offset += cut
-                    pending, pending_len = [buffer[cut:]], len(buffer) - cut
-    except BadInputError:
-        raise
-    except Exception as exc:  # PyAV raises many types for damaged streams
-        raise BadInputError(source, f"cannot decode the audio ({exc})") from None
-    rest = np.concatenate(pending) if pending else np.zeros(0, np.float32)
-    yield offset / SAMPLE_RATE, rest
-
-
-def _then_flush(frames):
-    yield from frames
-    yield None  # flushes the resampler
-
-
-def _quiet_cut(samples: np.ndarray, lo: int, hi: int) -> int:
-    """The start of the quietest 0.2 s between samples lo and hi: a cut there splits no word."""
-    step = SAMPLE_RATE // 5
-    region = samples[lo:hi]
-    n = len(region) // step
-    if n == 0:
-        return hi
-    energy = (region[: n * step].reshape(n, step) ** 2).mean(axis=1)
-    return lo + int(np.argmin(energy)) * step + step // 2
 
 
 def _jsonable(value: Any) -> Any:
@@ -260,7 +194,8 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
     import ctranslate2
 
     started = utc_now()
-    model = whisper_model(options.model, options.device, options.compute_type, options.cpu_threads)
+    cpu_threads = options.cpu_threads or models.threads_per_asset()  # what the model is given, and recorded
+    model = whisper_model(options.model, options.device, options.compute_type, cpu_threads)
     language = _check_language(options, model.model.is_multilingual)
     segments: list[dict[str, Any]] = []
     info = None
@@ -268,7 +203,7 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
     after_vad = 0.0
     progress = step_progress("transcribe")
     expected = _duration_or_none(source)
-    for offset, samples in _audio_windows(source, options.window_seconds):
+    for offset, samples in audio_windows(source, options.window_seconds):
         if len(samples) == 0 and info is not None:
             continue
         segments_iter, window_info = model.transcribe(
@@ -294,7 +229,7 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
     used = {
         "device_used": model.model.device,
         "compute_type_used": model.model.compute_type,
-        "cpu_threads_used": options.cpu_threads or _all_cores(),
+        "cpu_threads_used": cpu_threads,
     }
     recipe_options = options.model_dump(mode="json", exclude={"enabled"})
     spec = models.get_spec(options.model)
