@@ -36,6 +36,8 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from assetline.errors import AssetlineError
+from assetline.storage import write_atomically
+from assetline.settings import settings
 
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
 SIGNER_CERT, SIGNER_KEY = "signer.pem", "signer.key"
@@ -49,7 +51,7 @@ class SigningError(AssetlineError):
 
 
 def keys_dir() -> Path:
-    return Path(os.environ.get("ASSETLINE_KEYS") or Path(user_data_dir("assetline")) / "keys")
+    return settings().keys or Path(user_data_dir("assetline")) / "keys"
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,8 @@ def _check_pair(chain_pem: bytes, key_pem: bytes, where: str) -> None:
 
 def configured_key() -> SigningKey | None:
     """The signing key the environment or the keys folder names; None when there is none."""
-    tsa = os.environ.get("ASSETLINE_TSA_URL") or None
-    cert_env, key_env = os.environ.get("ASSETLINE_SIGNING_CERT"), os.environ.get("ASSETLINE_SIGNING_KEY")
+    env = settings()
+    tsa, cert_env, key_env = env.tsa_url, env.signing_cert, env.signing_key
     if cert_env or key_env:
         if not (cert_env and key_env):
             raise SigningError("signing key", "set both ASSETLINE_SIGNING_CERT and ASSETLINE_SIGNING_KEY, or neither")
@@ -181,7 +183,7 @@ def signing_key(create: bool = True) -> tuple[SigningKey, Path | None]:
 
 def trust_anchors() -> tuple[str | None, str]:
     """The PEM text of the CAs verify trusts, and where it came from (None when none is configured)."""
-    env = os.environ.get("ASSETLINE_TRUST_ANCHORS")
+    env = settings().trust_anchors
     if env:
         pem, where = _pem_from(env, "trust anchors")
     else:
@@ -286,12 +288,7 @@ def init_keys(folder: Path | None = None, alg: str = "es256", force: bool = Fals
         try:
             for name, data, mode in ((CA_CERT, ca_pem, 0o644), (CA_KEY, ca_key, 0o600), (SIGNER_CERT, chain, 0o644),
                                      (SIGNER_KEY, key, 0o600), (TRUST_ANCHORS, ca_pem, 0o644)):  # fmt: skip
-                fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.chmod(tmp / name, mode)  # whatever the umask
+                write_atomically(tmp / name, data, mode)  # exactly `mode`, whatever the umask
             if folder.exists():  # replace file by file: the folder may hold other things
                 for name in names:
                     os.replace(tmp / name, folder / name)
@@ -318,7 +315,7 @@ def _locked(path: Path) -> Iterator[None]:
 def trust_instructions(folder: Path) -> list[str]:
     """How to make a verifier trust outputs signed with the CA in `folder`."""
     ca = folder / CA_CERT
-    here = not os.environ.get("ASSETLINE_TRUST_ANCHORS") and folder.resolve() == keys_dir().resolve()
+    here = not settings().trust_anchors and folder.resolve() == keys_dir().resolve()
     return [
         f"CA certificate (public, share it): {ca}",
         f"here, `assetline verify` trusts it ({folder / TRUST_ANCHORS})" if here

@@ -18,21 +18,12 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from assetline.errors import BadInputError
+from assetline.failures import describe_read_error, input_errors
 
 Kind = Literal["image", "video", "audio"]
 
 # assetline checks the pixel count itself (recipe `image.max_pixels`) before decoding.
 Image.MAX_IMAGE_PIXELS = None
-
-
-def _open_error(path: Path, exc: Exception) -> BadInputError:
-    if isinstance(exc, PermissionError):
-        return BadInputError(path, "cannot read file: permission denied")
-    if isinstance(exc, IsADirectoryError):
-        return BadInputError(path, "is a folder, not a file")
-    if isinstance(exc, OSError) and exc.strerror:
-        return BadInputError(path, f"cannot read file: {exc.strerror}")
-    return BadInputError(path, f"cannot read file: {exc}")
 
 
 def _exception_text(exc: BaseException) -> str:
@@ -45,11 +36,8 @@ def probe_kind(path: Path) -> Kind:
 
     Raises `BadInputError` for an empty, unreadable, or unrecognised file.
     """
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError as exc:
-        raise _open_error(path, exc) from exc
+    with input_errors(path), open(path, "rb") as fh:
+        head = fh.read(16)
     if not head:
         raise BadInputError(path, "file is empty (0 bytes)")
     try:
@@ -59,7 +47,7 @@ def probe_kind(path: Path) -> Kind:
     except UnidentifiedImageError:
         pass
     except OSError as exc:
-        raise _open_error(path, exc) from exc
+        raise BadInputError(path, describe_read_error(exc)) from exc
     except MemoryError:
         raise
     except Exception as exc:  # an image format's own check failed on a corrupt header (ValueError, struct.error)
@@ -181,7 +169,7 @@ def load_image(path: Path, max_pixels: int) -> LoadedImage:
     except UnidentifiedImageError:
         raise BadInputError(path, "not a recognised image") from None
     except OSError as exc:
-        raise _open_error(path, exc) from exc
+        raise BadInputError(path, describe_read_error(exc)) from exc
     except MemoryError:
         raise
     except Exception as exc:  # a format's own check on a corrupt header (ValueError, struct.error, ...)

@@ -3,8 +3,10 @@
 Outputs appear whole or not at all: everything is written under a hidden
 staging folder in the output root (same file system), then renamed into place.
 
-A process killed mid-asset (SIGKILL, power cut) leaves its staging folder, or a
-temporary file of `write_atomically`, behind. Each one is held under an
+Every file is written the one way `atomic_path` gives (`write_atomically` for
+bytes): into a temporary beside it, then renamed over it. A process killed
+mid-asset (SIGKILL, power cut) leaves its staging folder, or such a temporary,
+behind. Each one is held under an
 exclusive `flock` while in use; the next run removes only those whose lock it
 can take, so a folder another live process (or thread) is writing is never
 touched.
@@ -12,7 +14,6 @@ touched.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import os
@@ -26,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from assetline.errors import AssetlineError, OutputError
+from assetline.failures import Blame, blame, describe_os_error, output_errors
 
 STAGING_DIR = ".assetline-staging"
 _CHUNK = 1 << 20
@@ -34,7 +36,7 @@ _CHUNK = 1 << 20
 # removed once it is this old (seconds).
 _NEW_PREFIX = ".new-"
 _ABANDONED_NEW_AGE = 600
-# What write_atomically's temporaries are called: `.<name>.<random>.tmp`.
+# What atomic_path's temporaries are called: `.<name>.<random>.tmp`.
 _TEMPORARY = re.compile(r"^\..+\.tmp$")
 
 
@@ -59,18 +61,6 @@ def sha256_file(path: Path) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _describe_os_error(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "no space left on the output device"
-    if exc.errno == errno.EDQUOT:
-        return "no space left on the output device (disk quota exceeded)"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "output folder is not writable"
-    if exc.errno == errno.EXDEV:
-        return "output folder is on another file system than the output root (a mount inside it)"
-    return exc.strerror or str(exc)
 
 
 def _try_lock(fd: int) -> bool:
@@ -101,31 +91,42 @@ def _locked_temporary(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never half.
+@contextmanager
+def atomic_path(path: Path, mode: int | None = None) -> Iterator[Path]:
+    """A temporary file beside `path` for a writer to fill (our code, ffmpeg, PyAV, c2pa); then it becomes `path`.
 
-    The bytes go to a temporary file in the same folder (held under a flock, so a
-    later run can tell an abandoned one from one in use), are flushed to disk,
-    then renamed over `path`.
+    Readers see the old `path` or the new one, never half of it. The temporary,
+    `.<name>.<random>.tmp` in the same folder, is created empty with `mode`
+    (default: what a plain open() gives a new file; 0o600 for a private key) and
+    held under a flock, so a later run can tell an abandoned one from one in use.
+    The writer writes into it in place (truncating is fine, replacing it is not).
+    On a clean exit it is flushed to disk and renamed over `path`; on any
+    exception it is removed. Failing to make, flush or rename it is an
+    `OutputError` naming `path`; what the writer raises passes through as it is.
     """
-    try:
+    with output_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _locked_temporary(path)
-    except OSError as exc:
-        raise OutputError(path, _describe_os_error(exc)) from exc
     try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with output_errors(path):
+            os.fchmod(fd, _FILE_MODE if mode is None else mode)
+        yield Path(tmp)
+        with output_errors(path):
+            if not _same_file(tmp, fd):
+                raise OutputError(path, "the temporary file was replaced while it was written")
+            os.fsync(fd)
             os.replace(tmp, path)  # before the lock goes with the close
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(path, _describe_os_error(exc)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never half (see `atomic_path`)."""
+    with atomic_path(path, mode) as tmp, output_errors(path):
+        tmp.write_bytes(data)
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
@@ -212,7 +213,7 @@ def staging_folder(out_root: Path, asset_dir_name: str) -> Iterator[Path]:
         except FileNotFoundError:
             continue  # another asset removed the (then empty) staging root just now
         except OSError as exc:
-            raise OutputError(out_root, _describe_os_error(exc)) from exc
+            raise OutputError(out_root, describe_os_error(exc)) from exc
     else:
         raise OutputError(out_root, "could not create a staging folder")
     folder = root / f"{asset_dir_name}.{uuid.uuid4().hex[:12]}"
@@ -225,7 +226,7 @@ def staging_folder(out_root: Path, asset_dir_name: str) -> Iterator[Path]:
         if lock is not None:
             os.close(lock)
         shutil.rmtree(fresh, ignore_errors=True)
-        raise OutputError(out_root, _describe_os_error(exc)) from exc
+        raise OutputError(out_root, describe_os_error(exc)) from exc
     try:
         yield folder
     finally:
@@ -243,7 +244,7 @@ def publish(staged: list[Path], final_dir: Path) -> list[Path]:
     Each move is an atomic rename on one file system. Callers put sidecars
     after the files they describe, so a sidecar never points at a missing file.
     """
-    try:
+    with output_errors(final_dir):
         final_dir.mkdir(parents=True, exist_ok=True)
         moved = []
         for src in staged:
@@ -251,13 +252,8 @@ def publish(staged: list[Path], final_dir: Path) -> list[Path]:
             os.replace(src, dst)
             moved.append(dst)
         return moved
-    except OSError as exc:
-        raise OutputError(final_dir, _describe_os_error(exc)) from exc
 
 
-# Errors that can only come from writing: whatever raised them, the output side is at fault.
-_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-_NOT_WRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 _TEMPORARY_OF = re.compile(r"^\.(.+)\.[^.]+\.tmp$")
 
 
@@ -301,21 +297,20 @@ def restate_staged_error(exc: BaseException, stage: Path, final_dir: Path) -> As
         return None
     named = exc.filename if isinstance(exc.filename, (str, Path)) else None
     ours = named is not None and (_within(named, stage) is not None or _within(named, final_dir) is not None)
-    if exc.errno in _WRITE_ERRNOS or (exc.errno in _NOT_WRITABLE_ERRNOS and ours):
-        return OutputError(in_final_terms(named, stage, final_dir) if ours else final_dir, _describe_os_error(exc))
+    whose = blame(exc)
+    if whose is Blame.OUTPUT or (whose is Blame.NAMED_OUTPUT and ours):
+        return OutputError(in_final_terms(named, stage, final_dir) if ours else final_dir, describe_os_error(exc))
     return None
 
 
 def fsync_file(path: Path) -> None:
     """Flush a file written by a library (Pillow, ffmpeg) to disk before it is published."""
-    try:
+    with output_errors(path):
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    except OSError as exc:
-        raise OutputError(path, _describe_os_error(exc)) from exc
 
 
 LOCKS_DIR = ".assetline-locks"
@@ -333,11 +328,9 @@ def asset_lock(out_root: Path, asset_dir_name: str) -> Iterator[None]:
     waits on it would let two in).
     """
     folder = out_root / LOCKS_DIR
-    try:
+    with output_errors(out_root):
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / f"{asset_dir_name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OutputError(out_root, _describe_os_error(exc)) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

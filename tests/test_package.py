@@ -18,7 +18,7 @@ import pytest
 
 from assetline.config import EncodeOptions, PackageOptions
 from assetline.errors import AssetlineError, BadInputError
-from assetline.ffmpeg import filter_escape, run_ffmpeg
+from assetline.ffmpeg import ffmpeg_python, run_ffmpeg
 from assetline.storage import sha256_file
 from assetline.tasks.package import (
     BURNED_NAME,
@@ -28,7 +28,8 @@ from assetline.tasks.package import (
     force_style,
     package,
 )
-from assetline.tasks.subtitles import SRT_NAME, VTT_NAME, SubtitleCue, write_subtitles
+from assetline.captions import SubtitleCue, write_subtitles
+from assetline.tasks.subtitles import SRT_NAME, VTT_NAME
 
 SIZE = (320, 180)
 FPS = 25
@@ -216,9 +217,10 @@ def test_burn_in_draws_text_with_the_shipped_font_where_no_system_font_exists(me
 
 def test_without_the_shipped_font_the_same_filter_draws_nothing(media, no_system_fonts, tmp_path):
     """The control for the test above: it would catch a burn-in that silently lost its font."""
-    fontless = f"subtitles=filename={filter_escape(str(media['srt']))}:force_style={filter_escape(force_style())}"
+    picture = ffmpeg_python.input(str(media["picture"]))["v:0"]
+    fontless = picture.filter("subtitles", filename=str(media["srt"]), force_style=force_style())  # no fontsdir
     out = tmp_path / "fontless.mp4"
-    run_ffmpeg(["-i", str(media["picture"]), "-vf", fontless, "-c:v", "libx264", "-preset", "ultrafast", str(out)], out)
+    run_ffmpeg(fontless.output(str(out), **{"c:v": "libx264", "preset": "ultrafast"}), out)
     assert (frame_at(out, DURING_FIRST_CUE) > BRIGHT).sum() == 0
 
 

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,8 @@ from assetline import __version__
 from assetline.keys import SigningError, SigningKey, signing_key, trust_anchors
 from assetline.provenance.manifest import IPTC, SCHEMA, Manifest, StepRecord, media_type, signed_view
 from assetline.errors import OutputError
-from assetline.storage import _describe_os_error, write_atomically
+from assetline.failures import describe_os_error
+from assetline.storage import atomic_path, write_atomically
 
 C2PA_SUFFIX = ".c2pa"
 EMBEDDED_TYPES = ("image/png", "image/jpeg", "video/mp4")
@@ -143,11 +143,11 @@ class ContentSigner:
         except c2pa.C2paError as exc:
             full = _out_of_space(exc, output)
             if full is not None:
-                raise OutputError(output, _describe_os_error(full)) from None
+                raise OutputError(output, describe_os_error(full)) from None
             raise SigningError(output, f"C2PA signing failed: {_first_line(exc)}") from None
         except OSError as exc:  # writing the signed copy (or closing it) on a full device
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OutputError(output, _describe_os_error(exc)) from None
+                raise OutputError(output, describe_os_error(exc)) from None
             raise
         finally:
             for handle in (builder, signer, context):
@@ -352,16 +352,9 @@ def video_thumbnail(path: Path) -> bytes | None:
 
 def _sign_embedded(builder, signer, output: Path) -> None:
     """Sign into a new file beside `output`, then rename it over: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".signing", dir=output.parent)
-    try:
-        with open(output, "rb") as source, os.fdopen(fd, "w+b") as dest:
+    with atomic_path(output, mode=output.stat().st_mode & 0o777) as tmp:
+        with open(output, "rb") as source, open(tmp, "w+b") as dest:
             builder.sign(signer, media_type(output), source, dest)
-            dest.flush()
-            os.fsync(dest.fileno())
-        os.chmod(tmp, output.stat().st_mode & 0o777)
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 _ffi_lock = threading.Lock()

@@ -26,11 +26,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from assetline.config import LoudnessOptions
-from assetline.errors import AssetlineError, BadInputError, OutputError
-from assetline.ffmpeg import run_ffmpeg
+from assetline.errors import AssetlineError, BadInputError
+from assetline.ffmpeg import ffmpeg_python, run_ffmpeg
 from assetline.media import probe
 from assetline.provenance import StepRecord, utc_now
-from assetline.storage import fsync_file
+from assetline.storage import atomic_path
 from assetline.tasks._common import ffmpeg_tool
 
 OUTPUT_NAME = "audio.normalized.flac"
@@ -39,8 +39,9 @@ SILENT_NOTE = "silent: not normalised"
 
 METER_RATE = 192_000  # loudnorm's own rate in dynamic mode: a sample peak there is close to the true peak
 
-# loudnorm prints its JSON report after a line such as "[Parsed_loudnorm_3 @ 0x55d1...]".
-_REPORT = re.compile(r"\[(Parsed_loudnorm_\d+) @ [^\]]*\]\s*(\{.*?\})", re.DOTALL)
+# Each loudnorm is named (`loudnorm@meter`), so its report is found whatever order ffmpeg-python lays the
+# graph out in. It prints the JSON after a line such as "[loudnorm@meter @ 0x55d1...]".
+_REPORT = re.compile(r"\[(loudnorm@\w+) @ [^\]]*\]\s*(\{.*?\})", re.DOTALL)
 
 # Ranges loudnorm accepts for the measured_* options: it refuses a value outside them.
 _MEASURED_I = (-99.0, 0.0)
@@ -84,8 +85,8 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _loudnorm_report(stderr: str, subject: Path, name: str = "Parsed_loudnorm_0") -> dict[str, str]:
-    """The JSON block filter instance `name` printed (loudnorm with print_format=json)."""
+def _loudnorm_report(stderr: str, subject: Path, name: str) -> dict[str, str]:
+    """The JSON block the loudnorm named `name` ("loudnorm@meter") printed (print_format=json)."""
     for found, block in _REPORT.findall(stderr):
         if found == name:
             try:
@@ -95,8 +96,8 @@ def _loudnorm_report(stderr: str, subject: Path, name: str = "Parsed_loudnorm_0"
     raise AssetlineError(subject, "ffmpeg loudnorm printed no measurement")
 
 
-def _targets(options: LoudnessOptions) -> str:
-    return f"I={options.integrated_lufs}:TP={options.true_peak_dbtp}:LRA={options.loudness_range_lu}"
+def _targets(options: LoudnessOptions) -> dict[str, float]:
+    return {"I": options.integrated_lufs, "TP": options.true_peak_dbtp, "LRA": options.loudness_range_lu}
 
 
 def _require_audio(path: Path) -> None:
@@ -104,14 +105,14 @@ def _require_audio(path: Path) -> None:
         raise BadInputError(path, "no audio stream: nothing to normalise")
 
 
-def _unity_meter(targets: LoudnessOptions) -> str:
+def _unity_meter(stream, targets: LoudnessOptions):
     """loudnorm in linear mode with a gain of 0 dB: it passes the audio through and measures it."""
     # Made-up measurements that satisfy its linear-mode test: I equal to the target (no gain),
     # a true peak far below any target, a range of 1 LU, a gate that is not its -70 "unset".
-    return (
-        f"aresample={METER_RATE},loudnorm={_targets(targets)}:measured_I={targets.integrated_lufs}"
-        ":measured_TP=-99:measured_LRA=1:measured_thresh=-80:linear=true:print_format=json"
-    )
+    return stream.filter("aresample", METER_RATE).filter(
+        "loudnorm@meter", **_targets(targets), measured_I=targets.integrated_lufs,
+        measured_TP=-99, measured_LRA=1, measured_thresh=-80, linear="true", print_format="json",
+    )  # fmt: skip
 
 
 def measure_loudness(path: Path, stream: int = 0, targets: LoudnessOptions = LoudnessOptions()) -> Loudness:
@@ -125,18 +126,14 @@ def measure_loudness(path: Path, stream: int = 0, targets: LoudnessOptions = Lou
             -23 LUFS, -1 dBTP, 7 LU); the levels do not depend on them.
     """
     _require_audio(path)
-    graph = (
-        f"[0:a:{stream}]asplit=2[first][meter];"
-        f"[first]loudnorm={_targets(targets)}:print_format=json[first_out];"  # Parsed_loudnorm_1
-        f"[meter]{_unity_meter(targets)}[meter_out]"  # Parsed_aresample_2, Parsed_loudnorm_3
+    split = ffmpeg_python.input(str(path))[f"a:{stream}"].filter_multi_output("asplit")  # one decode, two meters
+    first_pass = split[0].filter("loudnorm@first", **_targets(targets), print_format="json")
+    graph = ffmpeg_python.merge_outputs(
+        first_pass.output("-", f="null"), _unity_meter(split[1], targets).output("-", f="null")
     )
-    proc = run_ffmpeg(
-        ["-nostats", "-i", str(path), "-filter_complex", graph,
-         "-map", "[first_out]", "-f", "null", "-", "-map", "[meter_out]", "-f", "null", "-"],
-        path, bad_input=True,
-    )  # fmt: skip
-    first = _loudnorm_report(proc.stderr, path, "Parsed_loudnorm_1")
-    meter = _loudnorm_report(proc.stderr, path, "Parsed_loudnorm_3")
+    proc = run_ffmpeg(graph, path, bad_input=True, global_options=["-nostats"])
+    first = _loudnorm_report(proc.stderr, path, "loudnorm@first")
+    meter = _loudnorm_report(proc.stderr, path, "loudnorm@meter")
     return Loudness(
         integrated_lufs=float(meter["input_i"]),
         true_peak_dbtp=float(meter["input_tp"]),
@@ -160,22 +157,22 @@ def _option(value: float, bounds: tuple[float, float], unset: float | None = Non
     return f"{value:.2f}"
 
 
-def _second_pass_filter(measured: Loudness, options: LoudnessOptions) -> str:
+def _second_pass(stream, measured: Loudness, options: LoudnessOptions):
     # Clamping only matters for a source louder than 0 LUFS (a full-scale square wave),
     # where the gain comes out a fraction of a dB short.
-    return (
-        f"loudnorm={_targets(options)}"
-        f":measured_I={_option(measured.integrated_lufs, _MEASURED_I, unset=0.0)}"
-        f":measured_TP={_option(measured.true_peak_dbtp, _MEASURED_TP)}"
-        f":measured_LRA={_option(measured.loudness_range_lu, _MEASURED_LRA, unset=0.0)}"
-        f":measured_thresh={_option(measured.threshold_lufs, _MEASURED_THRESH, unset=-70.0)}"
-        f":offset={_option(measured.target_offset_lu, _OFFSET)}"
-        ":linear=true:print_format=json"
-    )
+    return stream.filter(
+        "loudnorm@level", **_targets(options),
+        measured_I=_option(measured.integrated_lufs, _MEASURED_I, unset=0.0),
+        measured_TP=_option(measured.true_peak_dbtp, _MEASURED_TP),
+        measured_LRA=_option(measured.loudness_range_lu, _MEASURED_LRA, unset=0.0),
+        measured_thresh=_option(measured.threshold_lufs, _MEASURED_THRESH, unset=-70.0),
+        offset=_option(measured.target_offset_lu, _OFFSET),
+        linear="true", print_format="json",
+    )  # fmt: skip
 
 
 # 24-bit FLAC: lossless for the packaging step, and without ffmpeg's ">24 bits is experimental" warning.
-_FLAC_OUT = ["-ar", str(SAMPLE_RATE), "-c:a", "flac", "-sample_fmt", "s32", "-bits_per_raw_sample", "24"]
+_FLAC_OUT = {"f": "flac", "ar": SAMPLE_RATE, "c:a": "flac", "sample_fmt": "s32", "bits_per_raw_sample": 24}
 
 
 @task(name="normalize_loudness", cache_policy=NO_CACHE, persist_result=False)
@@ -202,22 +199,16 @@ def normalize_loudness(source: Path, dest_dir: Path, options: LoudnessOptions = 
     started = utc_now()
     measured_in = measure_loudness(source, targets=options)  # the input's faults surface here
     out = dest_dir / OUTPUT_NAME
-    try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(dest_dir, f"cannot create the folder ({exc.strerror or exc})") from exc
-    if measured_in.silent:
-        # loudnorm refuses measured_I=-inf, and in one pass it would raise dither by 70 dB or more.
-        run_ffmpeg(["-nostats", "-i", str(source), "-map", "0:a:0", *_FLAC_OUT, str(out)], out)
-        normalization_type = "none"
-    else:
-        proc = run_ffmpeg(
-            ["-nostats", "-i", str(source), "-map", "0:a:0",
-             "-af", _second_pass_filter(measured_in, options), *_FLAC_OUT, str(out)],
-            out,
-        )  # fmt: skip
-        normalization_type = _loudnorm_report(proc.stderr, source)["normalization_type"]
-    fsync_file(out)
+    sound = ffmpeg_python.input(str(source))["a:0"]
+    with atomic_path(out) as tmp:
+        if measured_in.silent:
+            # loudnorm refuses measured_I=-inf, and in one pass it would raise dither by 70 dB or more.
+            run_ffmpeg(sound.output(str(tmp), **_FLAC_OUT), out, output=out, global_options=["-nostats"])
+            normalization_type = "none"
+        else:
+            levelled = _second_pass(sound, measured_in, options).output(str(tmp), **_FLAC_OUT)
+            proc = run_ffmpeg(levelled, out, output=out, global_options=["-nostats"])
+            normalization_type = _loudnorm_report(proc.stderr, source, "loudnorm@level")["normalization_type"]
     measured_out = measure_loudness(out, targets=options)
     written = probe(out).audio
 

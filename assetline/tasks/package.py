@@ -8,8 +8,6 @@ in the font the project ships.
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from assetline.config import EncodeOptions, PackageOptions
-from assetline.errors import BadInputError, OutputError
-from assetline.ffmpeg import filter_escape, run_ffmpeg
+from assetline.errors import BadInputError
+from assetline.ffmpeg import ffmpeg_python, run_ffmpeg
 from assetline.media import MediaInfo, probe
 from assetline.provenance import StepRecord, ToolRef, utc_now
-from assetline.storage import fsync_file, sha256_file
+from assetline.storage import atomic_path, sha256_file
 from assetline.tasks._common import ffmpeg_tool
 
 OUTPUT_NAME = "video.mp4"
@@ -60,34 +58,35 @@ BURN_IN_STYLE: dict[str, str | int | float] = {
 
 @dataclass(frozen=True)
 class _Stream:
-    """How one stream gets into an output: ffmpeg's input and output arguments, what provenance records."""
+    """How one stream gets into an output: the ffmpeg-python stream mapped, its output options, what provenance records."""
 
-    inputs: list[str] = field(default_factory=list)  # "-i", path (or nothing: from the picture)
-    arguments: list[str] = field(default_factory=list)  # -map and codec options
+    stream: Any = None  # an input's stream (`input(path)["a:0"]`); None: no such stream
+    options: dict[str, Any] = field(default_factory=dict)  # codec options
     parameters: dict[str, Any] | None = None  # None: no such stream
     note: str | None = None  # why there is none
 
+    @property
+    def mapped(self) -> list[Any]:
+        return [self.stream] if self.stream is not None else []
 
-def _sound(picture: Path, picture_info: MediaInfo, audio: Path | None, input_index: int) -> _Stream:
-    """The normalised audio encoded as AAC; without it the picture's own sound, or none."""
-    encode = ["-c:a", AUDIO_CODEC, "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_SAMPLE_RATE)]
+
+def _sound(picture: Path, picture_in: Any, picture_info: MediaInfo, audio: Path | None) -> _Stream:
+    """The normalised audio encoded as AAC; without it the picture's own sound (from `picture_in`), or none."""
+    encode = {"c:a": AUDIO_CODEC, "b:a": AUDIO_BITRATE, "ar": AUDIO_SAMPLE_RATE}
     encoded = {"codec": AUDIO_CODEC, "bitrate": AUDIO_BITRATE, "sample_rate": AUDIO_SAMPLE_RATE, "action": "encode"}
     if audio is not None:
-        return _Stream(
-            ["-i", str(audio.resolve())],
-            ["-map", f"{input_index}:a:0", *encode],
-            {"source": audio.name, **encoded},
-        )
+        return _Stream(ffmpeg_python.input(str(audio.resolve()))["a:0"], encode, {"source": audio.name, **encoded})
     own = picture_info.audio
     if own is None:
         return _Stream()
+    own_sound = picture_in["a:0"]
     if own.codec == AUDIO_CODEC:
         copied = {"codec": own.codec, "sample_rate": own.sample_rate, "action": "copy"}
-        return _Stream([], ["-map", "0:a:0", "-c:a", "copy"], {"source": picture.name, **copied})
-    return _Stream([], ["-map", "0:a:0", *encode], {"source": picture.name, **encoded})
+        return _Stream(own_sound, {"c:a": "copy"}, {"source": picture.name, **copied})
+    return _Stream(own_sound, encode, {"source": picture.name, **encoded})
 
 
-def _soft_track(srt: Path | None, cues: int, options: PackageOptions, input_index: int) -> _Stream:
+def _soft_track(srt: Path | None, cues: int, options: PackageOptions) -> _Stream:
     """The cues as a mov_text track tagged with their language, when there are any and the recipe wants it."""
     if srt is None:
         return _Stream(note="no subtitles given")
@@ -96,11 +95,10 @@ def _soft_track(srt: Path | None, cues: int, options: PackageOptions, input_inde
     if cues == 0:
         return _Stream(note=f"{srt.name} has no cues: no subtitle track")
     return _Stream(
-        ["-f", "srt", "-i", str(srt.resolve())],
-        ["-map", f"{input_index}:s:0", "-c:s", "mov_text",
-         "-metadata:s:s:0", f"language={options.subtitle_language}"],
+        ffmpeg_python.input(str(srt.resolve()), f="srt")["s:0"],
+        {"c:s": "mov_text", "metadata:s:s:0": f"language={options.subtitle_language}"},
         {"codec": "mov_text", "language": options.subtitle_language, "cues": cues, "source": srt.name},
-    )  # fmt: skip
+    )
 
 
 def count_cues(srt: Path) -> int:
@@ -113,20 +111,12 @@ def count_cues(srt: Path) -> int:
         raise BadInputError(srt, f"not readable as SRT ({exc})") from None
 
 
-def _write_mp4(out: Path, arguments: list[str]) -> None:
-    """Run ffmpeg into a temporary name next to `out`, then rename: `out` appears whole or not at all.
-
-    ffmpeg creates the file itself, so it gets the permissions any new file gets.
-    """
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        run_ffmpeg([*arguments, "-movflags", "+faststart", "-f", "mp4", str(tmp.resolve())], out)
-        fsync_file(tmp)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise OutputError(out, exc.strerror or str(exc)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_mp4(out: Path, streams: list[Any], options: dict[str, Any]) -> None:
+    """Map `streams` into a fast-start `out` with `options`; `out` appears whole or not at all (`atomic_path`)."""
+    with atomic_path(out) as tmp:
+        # Absolute: a relative name could read as an option ("-x") or a protocol ("concat:").
+        graph = ffmpeg_python.output(*streams, str(tmp.resolve()), **options, movflags="+faststart", f="mp4")
+        run_ffmpeg(graph, out, output=out)
 
 
 def force_style() -> str:
@@ -134,13 +124,9 @@ def force_style() -> str:
     return ",".join(f"{key}={value}" for key, value in BURN_IN_STYLE.items())
 
 
-def subtitles_filter(srt: Path) -> str:
-    """The `subtitles` filter drawing `srt` in the shipped font; every path escaped for the filter graph."""
-    return (
-        f"subtitles=filename={filter_escape(str(srt.resolve()))}"
-        f":fontsdir={filter_escape(str(FONTS_DIR))}"
-        f":force_style={filter_escape(force_style())}"
-    )
+def draw_subtitles(picture: Any, srt: Path) -> Any:
+    """`picture` with the `subtitles` filter drawing `srt` in the shipped font (ffmpeg-python escapes every path)."""
+    return picture.filter("subtitles", filename=str(srt.resolve()), fontsdir=str(FONTS_DIR), force_style=force_style())
 
 
 def _inputs_readable(picture: Path, audio: Path | None) -> MediaInfo:
@@ -190,14 +176,15 @@ def package(
     tool = ffmpeg_tool()
     video_codec = picture_info.video.codec  # type: ignore[union-attr]  # checked above
 
-    # video.mp4: input 0 the picture, then the sound, then the subtitles.
-    sound = _sound(picture, picture_info, audio, input_index=1)
-    track = _soft_track(subtitles_srt, cues, options, input_index=2 if sound.inputs else 1)
+    # video.mp4: the picture, then the sound, then the subtitles.
+    picture_in = ffmpeg_python.input(str(picture.resolve()))
+    sound = _sound(picture, picture_in, picture_info, audio)
+    track = _soft_track(subtitles_srt, cues, options)
     _write_mp4(
         dest_dir / OUTPUT_NAME,
-        ["-i", str(picture.resolve()), *sound.inputs, *track.inputs,
-         "-map", "0:v:0", "-c:v", "copy", *sound.arguments, *track.arguments],
-    )  # fmt: skip
+        [picture_in["v:0"], *sound.mapped, *track.mapped],
+        {"c:v": "copy", **sound.options, **track.options},
+    )
     parameters: dict[str, Any] = {
         "streams": ["video"] + (["audio"] if sound.parameters else []) + (["subtitles"] if track.parameters else []),
         "video": {"codec": video_codec, "action": "copy", "source": picture.name},
@@ -245,17 +232,19 @@ def _burn_in(
     promises, with nothing drawn: the subtitles filter refuses an empty SRT.
     """
     started = utc_now()
-    sound = _sound(picture, picture_info, audio, input_index=1)
+    picture_in = ffmpeg_python.input(str(picture.resolve()))
+    sound = _sound(picture, picture_in, picture_info, audio)
     drawn = cues > 0
-    video_filter = ["-vf", subtitles_filter(subtitles_srt)] if drawn else []
-    arguments = [
-        "-i", str(picture.resolve()), *sound.inputs,
-        "-map", "0:v:0", *video_filter,
-        "-c:v", "libx264", "-crf", str(encode.crf), "-preset", encode.preset, "-pix_fmt", "yuv420p",
-        "-fps_mode", "passthrough",  # every frame of the picture, none dropped or doubled
-        *sound.arguments,
-    ]  # fmt: skip
-    _write_mp4(dest_dir / BURNED_NAME, arguments)
+    video = picture_in["v:0"]
+    video_options = {
+        "c:v": "libx264", "crf": encode.crf, "preset": encode.preset, "pix_fmt": "yuv420p",
+        "fps_mode": "passthrough",  # every frame of the picture, none dropped or doubled
+    }  # fmt: skip
+    _write_mp4(
+        dest_dir / BURNED_NAME,
+        [draw_subtitles(video, subtitles_srt) if drawn else video, *sound.mapped],
+        {**video_options, **sound.options},
+    )
     parameters: dict[str, Any] = {
         "streams": ["video"] + (["audio"] if sound.parameters else []),
         "video": {"codec": "h264", "encoder": "libx264", "crf": encode.crf, "preset": encode.preset,

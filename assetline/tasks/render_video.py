@@ -11,7 +11,6 @@ unchanged.
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 import subprocess
@@ -27,24 +26,28 @@ from prefect.cache_policies import NO_CACHE
 
 from assetline import models
 from assetline.config import DenoiseOptions, EncodeOptions, VideoUpscaleOptions
-from assetline.errors import BadInputError, OutputError
-from assetline.ffmpeg import ffmpeg_exe, run_ffmpeg
+from assetline.errors import BadInputError
+from assetline.failures import ffmpeg_error
+from assetline.ffmpeg import Filter, chain, command, ffmpeg_python, run_ffmpeg, start_ffmpeg
 from assetline.lifetime import die_with_parent
 from assetline.media import is_cover_art, probe
 from assetline.progress import step_progress
 from assetline.provenance import ModelRef, StepRecord, ToolRef, utc_now
-from assetline.storage import fsync_file
+from assetline.storage import atomic_path
 from assetline.tasks._common import ffmpeg_tool, model_ref, package_version
-from assetline.tasks.upscale import native_scale, ncnn_net, run_tiled
+from assetline.imaging import native_scale, run_tiled
+from assetline.tasks.upscale import ncnn_net
 
 OUTPUT_NAME = "video.picture.mp4"
 
 # Spelled out so the manifest records exactly what ran. hqdn3d: ffmpeg's defaults, a light
 # cleanup. nlmeans: s=3, since its default s=1 leaves ordinary sensor grain (sigma 3-6) untouched.
-DENOISE_FILTERS = {
-    "hqdn3d": "hqdn3d=4:3:6:4.5",  # luma/chroma spatial, luma/chroma temporal strength
-    "nlmeans": "nlmeans=s=3.0:p=7:r=15",  # strength (about the noise sigma), patch, research window
+DENOISE = {
+    "hqdn3d": Filter("hqdn3d", (4, 3, 6, 4.5)),  # luma/chroma spatial, luma/chroma temporal strength
+    # strength (about the noise sigma), patch, research window
+    "nlmeans": Filter("nlmeans", options={"s": 3.0, "p": 7, "r": 15}),
 }
+DENOISE_FILTERS = {method: str(f) for method, f in DENOISE.items()}  # as the manifest records them
 
 PIX_FMT = "yuv420p"
 
@@ -124,8 +127,9 @@ def _demuxer_complaint(path: Path) -> str | None:
 
     Asked of the ffmpeg binary because PyAV's log is process-wide and drops repeated messages.
     """
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path)],
-                          capture_output=True, text=True, errors="replace", timeout=60, preexec_fn=die_with_parent())  # fmt: skip
+    opened = ffmpeg_python.input(str(path)).output("-", f="null", t=0)  # open it, decode nothing
+    proc = subprocess.run(command(opened, "-v", "error"), capture_output=True, text=True, errors="replace",
+                          timeout=60, preexec_fn=die_with_parent())  # fmt: skip
     for line in proc.stderr.splitlines():
         message = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())  # "[in#0 @ 0x55...] " names no file
         if message:
@@ -216,24 +220,13 @@ def render_video(
     picture = probe_picture(source)
     size = output_size(picture.width, picture.height, upscale)
     learned = upscale.enabled and upscale.method == "realesrgan"
-    out = dest_dir / OUTPUT_NAME
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{OUTPUT_NAME}.", suffix=".tmp", dir=dest_dir)
-    except OSError as exc:
-        raise OutputError(dest_dir, f"cannot write here: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest_dir / OUTPUT_NAME) as tmp:
         if learned:
             done = _render_learned(source, tmp, picture, size, denoise, upscale, encode, device)
         else:
             done = _render_lanczos(source, tmp, picture, size, denoise, encode)
         frames, vfr = _output_timing(tmp, picture.time_base)
         _check_complete(source, picture, frames)
-        fsync_file(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     ended = utc_now()
 
     def record(name: str, tool: ToolRef, parameters: dict, model: ModelRef | None = None) -> StepRecord:
@@ -277,8 +270,8 @@ def _check_complete(source: Path, picture: SourcePicture, frames_out: int) -> No
         )
 
 
-def _denoise_filters(denoise: DenoiseOptions) -> list[str]:
-    return [DENOISE_FILTERS[denoise.method]] if denoise.method != "off" else []
+def _denoise_filters(denoise: DenoiseOptions) -> list[Filter]:
+    return [DENOISE[denoise.method]] if denoise.method != "off" else []
 
 
 def _render_lanczos(
@@ -291,27 +284,21 @@ def _render_lanczos(
 ) -> _Rendered:
     """One ffmpeg run: filters, libx264, audio copied."""
     sar = f"{picture.sar.numerator}/{picture.sar.denominator}"
-    resize = []
-    if size != (picture.width, picture.height):
-        # Lanczos on the coded picture; setsar puts back the source's pixel shape, which
-        # scale would otherwise adjust.
-        resize = [f"scale={size[0]}:{size[1]}:flags=lanczos"]
-    chain = ",".join(_denoise_filters(denoise) + resize + [f"setsar={sar}"])
-    args = [
-        # Keep the picture stored as it is, with its display matrix, rather than turning it upright.
-        "-noautorotate",
-        "-i", str(source),
-        "-map", f"0:{picture.index}", "-map", "0:a?",
-        "-vf", chain,
+    # Lanczos on the coded picture; setsar puts back the source's pixel shape, which
+    # scale would otherwise adjust.
+    scale, setsar = Filter("scale", size, {"flags": "lanczos"}), Filter("setsar", (sar,))
+    resize = [scale] if size != (picture.width, picture.height) else []
+    # Keep the picture stored as it is, with its display matrix, rather than turning it upright.
+    source_in = ffmpeg_python.input(str(source), noautorotate=None)
+    picture_out = chain(source_in[str(picture.index)], [*_denoise_filters(denoise), *resize, setsar])
+    graph = ffmpeg_python.output(picture_out, source_in["a?"], str(tmp), **{
         # Each frame keeps its timestamp: no frames dropped or duplicated to make a constant rate.
-        "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
-        "-c:v", "libx264", "-crf", str(encode.crf), "-preset", encode.preset, "-pix_fmt", PIX_FMT,
-        "-c:a", "copy",
-        "-movflags", "+faststart",
-        "-f", "mp4", str(tmp),
-    ]  # fmt: skip
-    run_ffmpeg(args, source, bad_input=True)
-    params = {"filter": f"scale={size[0]}:{size[1]}:flags=lanczos,setsar={sar}", "sar": sar.replace("/", ":")}
+        "fps_mode": "passthrough", "enc_time_base:v": "demux",
+        "c:v": "libx264", "crf": encode.crf, "preset": encode.preset, "pix_fmt": PIX_FMT,
+        "c:a": "copy", "movflags": "+faststart", "f": "mp4",
+    })  # fmt: skip
+    run_ffmpeg(graph, source, bad_input=True)
+    params = {"filter": f"{scale},{setsar}", "sar": sar.replace("/", ":")}
     return _Rendered(params, ffmpeg_tool(), ffmpeg_tool())
 
 
@@ -324,15 +311,12 @@ def _decoded_frames(source: Path, picture: SourcePicture, denoise: DenoiseOption
     """
     import av
 
-    chain = ",".join(_denoise_filters(denoise) + ["format=rgb24"])
-    cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-        "-copyts", "-noautorotate", "-i", str(source), "-map", f"0:{picture.index}", "-vf", chain,
-        "-fps_mode", "passthrough", "-enc_time_base:v", "demux",
-        "-c:v", "rawvideo", "-f", "nut", "pipe:1",
-    ]  # fmt: skip
+    source_in = ffmpeg_python.input(str(source), noautorotate=None)
+    frames = chain(source_in[str(picture.index)], [*_denoise_filters(denoise), Filter("format", ("rgb24",))])
+    raw = frames.output("pipe:1", **{"fps_mode": "passthrough", "enc_time_base:v": "demux", "c:v": "rawvideo",
+                                     "f": "nut"})  # fmt: skip
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty ffmpeg can't block on it
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, preexec_fn=die_with_parent())
+        proc = start_ffmpeg(command(raw, "-loglevel", "error", "-copyts"), stdout=subprocess.PIPE, stderr=errors)
         broken = None
         try:
             try:
@@ -348,9 +332,9 @@ def _decoded_frames(source: Path, picture: SourcePicture, denoise: DenoiseOption
             proc.stdout.close()
         if code != 0 or broken is not None:
             errors.seek(0)
-            lines = [line.strip() for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
-            cause = lines[-1] if lines else f"exit code {code}" if code else f"broken pipe ({broken})"
-            raise BadInputError(source, f"ffmpeg failed: {cause}")
+            stderr = errors.read().decode(errors="replace")
+            otherwise = f"exit code {code}" if code else f"broken pipe ({broken})"
+            raise ffmpeg_error(stderr, source, output=None, bad_input=True, otherwise=otherwise)
 
 
 def _render_learned(
