@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assetline.errors import RecipeError
+from assetline.settings import settings
 
 Device = Literal["cpu", "cuda", "auto"]
 # CTranslate2's compute types; which of them a machine supports is checked when the model loads.
@@ -99,7 +100,7 @@ class TranscribeOptions(_Strict):
     language: str | None = Field("en", pattern=r"^[A-Za-z]{2,16}$")
     device: Device = "cpu"
     compute_type: str = "int8"  # int8 | int8_float16 | float16 | float32 ... (CTranslate2's names)
-    cpu_threads: int = Field(0, ge=0, le=256)  # 0: every core
+    cpu_threads: int = Field(0, ge=0, le=256)  # 0: this asset's share of the cores (models.threads_per_asset)
     beam_size: int = Field(5, ge=1, le=20)
     vad: bool = True  # Silero VAD (ships inside faster-whisper) skips silence
     window_seconds: float = Field(60.0, ge=10, le=7200)  # audio decoded and transcribed a window at a time (its samples: about 4 MiB a minute, plus Whisper's features)
@@ -368,7 +369,7 @@ def parse_recipe_text(text: str, source: str | Path = "recipe") -> Any:
 
 def load_recipe(path: Path | None = None, sets: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a recipe file (or `$ASSETLINE_RECIPE`, or the defaults) and apply `--set` overrides."""
-    source: Path | None = path or (Path(os.environ["ASSETLINE_RECIPE"]) if os.environ.get("ASSETLINE_RECIPE") else None)
+    source: Path | None = path or settings().recipe
     data: dict = {}
     if source is not None:
         loaded = parse_recipe_text(_read_recipe_file(source), source)

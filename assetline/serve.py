@@ -60,6 +60,7 @@ def arrival_trigger():
 def deployments(settings: ServeSettings) -> list:
     """The two deployments, bound to this inbox, output root and recipe."""
     from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
 
     from assetline.flows.asset import process_asset
     from assetline.flows.batch import batch_inbox
@@ -78,15 +79,13 @@ def deployments(settings: ServeSettings) -> list:
     batch = batch_inbox.to_deployment(
         name="batch-inbox",
         description=f"Everything in {inbox} not yet processed, into {out}.",
-        cron=settings.recipe.inbox.batch_cron,
+        # the recipe's time zone, so "0 2 * * *" means 02:00 where the facility is
+        schedules=[Cron(settings.recipe.inbox.batch_cron, timezone=settings.recipe.inbox.timezone)],
         parameters={"inbox": inbox, "out": out, "recipe": recipe},
         tags=["assetline", "batch"],
         entrypoint_type=EntrypointType.MODULE_PATH,
         paused=False,
     )
-    if batch.schedules:  # the recipe's time zone, so "0 2 * * *" means 02:00 where the facility is
-        for schedule in batch.schedules:
-            schedule.schedule.timezone = settings.recipe.inbox.timezone
     return [process, batch]
 
 
@@ -100,7 +99,8 @@ def serve(settings: ServeSettings, on_ready=lambda: None) -> None:
     settings.inbox.mkdir(parents=True, exist_ok=True)
     settings.out.mkdir(parents=True, exist_ok=True)
     recipe = settings.recipe
-    # Each flow run is a child process; they share the cores between the runs in flight.
+    # Each flow run is a child process; they share the cores between the runs in flight. The environment
+    # is how a child learns it: it reads `settings().parallel_assets` (assetline.settings).
     os.environ["ASSETLINE_PARALLEL_ASSETS"] = str(recipe.run.concurrency)
     ensure_crash_retries()  # a run whose process dies comes back (run.crash_retries times)
     # One slot more than the assets in flight: a batch run only waits on the asset runs it started.

@@ -1,7 +1,7 @@
 """Every `ASSETLINE_*` environment variable in one place (pydantic-settings, which comes with Prefect).
 
-Read at the moment of use (`settings()` builds a fresh object, a few
-microseconds), so a variable set by a test, by `serve` for its flow-run
+Read at the moment of use (`settings()` builds a fresh object, about a
+millisecond: fine once per step, not per frame), so a variable set by a test, by `serve` for its flow-run
 processes, or by a user between two calls is always honoured. Recipes say what
 to make; these say where things are on this machine and which keys sign.
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from assetline.errors import AssetlineError
 
 
 class Settings(BaseSettings):
@@ -21,7 +23,7 @@ class Settings(BaseSettings):
     models: Path | None = Field(None, description="the model cache (default: the user cache folder)/models")
     user_models: Path | None = Field(None, description="the user's model list (default: beside the config, user-models.yaml)")
     model_sources: str = Field("", description="extra model sources, os.pathsep-separated folders or wheels, tried first")
-    parallel_assets: int = Field(1, ge=1, description="assets in flight in this process: the cores are split between them")
+    parallel_assets: int = Field(1, description="assets in flight in this process: the cores are split between them (below 1: 1)")
     keys: Path | None = Field(None, description="the keys folder (default: the user data folder)/keys")
     signing_cert: str | None = Field(None, description="PEM certificate chain that signs outputs (a path or the PEM itself)")
     signing_key: str | None = Field(None, description="its private key (a path or the PEM itself)")
@@ -33,5 +35,10 @@ class Settings(BaseSettings):
 
 
 def settings() -> Settings:
-    """The settings as the environment says now."""
-    return Settings()
+    """The settings as the environment says now; a bad value is one line naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "ASSETLINE_" + str(first["loc"][0]).upper() if first["loc"] else "ASSETLINE_*"
+        raise AssetlineError(name, f"{first['msg']} (got {first.get('input')!r})") from None

@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from assetline.errors import OutputError
+from assetline.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ def host() -> str:
 
 def slots_dir() -> Path:
     """This machine's slot files: `$ASSETLINE_SLOTS_DIR`, or `<tmp>/assetline-slots-<uid>`."""
-    configured = os.environ.get("ASSETLINE_SLOTS_DIR")
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / f"assetline-slots-{os.getuid()}"
+    return settings().slots_dir or Path(tempfile.gettempdir()) / f"assetline-slots-{os.getuid()}"
 
 
 @dataclass(frozen=True)
