@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from assetline.errors import AssetlineError, BadInputError
-from assetline.media import Kind, probe_kind
+from assetline.media import Kind, MediaInfo, probe, probe_kind
 from assetline.provenance import SIDECAR_SUFFIX, verify_output
 from assetline.storage import STAGING_DIR
 
@@ -37,6 +37,7 @@ class Asset:
     kind: Kind
     bytes: int
     reads: Path | None = None
+    info: MediaInfo | None = None  # streams and duration of audio and video, probed once when opened
 
     def __post_init__(self) -> None:
         if self.reads is None:
@@ -100,9 +101,10 @@ def opened(path: Path, root: Path | None = None) -> Iterator[Asset]:
         digest = _sha256_fd(path, fd) if size else ""
         try:
             kind = probe_kind(reads)  # raises for empty and unrecognised files
+            info = probe(reads) if kind in ("video", "audio") else None
         except AssetlineError as exc:
             raise renamed(exc, reads, path) from None
-        yield Asset(path=path, sha256=digest, kind=kind, bytes=size, reads=reads)
+        yield Asset(path=path, sha256=digest, kind=kind, bytes=size, reads=reads, info=info)
     finally:
         os.close(fd)
 
@@ -156,8 +158,9 @@ def is_up_to_date(asset: Asset, out_root: Path, outputs: list[str], recipe_sha25
     if not outputs:
         return False
     folder = out_root / asset.folder_name
+    hashes = {asset.path.resolve(): asset.sha256}  # the source was hashed when it was identified: not again
     for name in outputs:
-        verdict = verify_output(folder / name, require_trust=False)  # fresh is not trusted: verify asks that
+        verdict = verify_output(folder / name, require_trust=False, hashes=hashes)  # fresh is not trusted: verify asks that
         m = verdict.manifest
         if not verdict.ok or m is None or m.recipe_sha256 != recipe_sha256:
             return False

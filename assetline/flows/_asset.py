@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from assetline.assets import Asset, identify, is_up_to_date
-from assetline.errors import AssetlineError, BadInputError
+from assetline.assets import Asset, is_up_to_date
+from assetline.config import Recipe
+from assetline.errors import AssetlineError
 from assetline.provenance import InputRef, StepRecord, build_manifest, current_run, sidecar_for, write_manifest
 from assetline.storage import asset_lock, publish, remove_stale_temporaries, restate_staged_error, sha256_file, staging_folder
 
@@ -61,14 +62,6 @@ def run_name() -> str:
     return f"{name} · {sha[:8]}" if sha else name
 
 
-def identify_as(path: str, kind: str) -> Asset:
-    """Identify `path` by content and insist it is `kind` (for the per-kind flows run on their own)."""
-    asset = identify(Path(path))
-    if asset.kind != kind:
-        raise BadInputError(path, f"is {asset.kind}, not {kind}")
-    return asset
-
-
 def source_ref(asset: Asset) -> InputRef:
     return InputRef(path=str(asset.path.resolve()), sha256=asset.sha256, role="source", bytes=asset.bytes)
 
@@ -81,7 +74,7 @@ def intermediate_ref(path: Path) -> InputRef:
 def produce(
     asset: Asset,
     out_root: Path,
-    recipe_sha256: str,
+    recipe: Recipe,
     wanted: list[str],
     every_output: set[str],
     make: Callable[[Path], list[Made]],
@@ -90,8 +83,11 @@ def produce(
     """Run `make` in a staging folder and publish what it made, unless the outputs are up to date.
 
     `wanted` are the outputs this recipe makes; outputs in `every_output` that
-    it no longer makes are removed after a successful run.
+    it no longer makes are removed after a successful run. The recipe is the
+    run's own, carried here: its hash for the kind names the outputs' recipe,
+    its provenance section goes into their signed manifests.
     """
+    recipe_sha256 = recipe.section_sha256(asset.kind)
     final_dir = out_root / asset.folder_name
     if is_up_to_date(asset, out_root, wanted, recipe_sha256):
         return AssetResult.skipped(asset, final_dir, wanted)
@@ -102,7 +98,7 @@ def produce(
         with staging_folder(out_root, asset.folder_name) as stage:
             try:
                 made = make(stage)
-                outputs = publish_outputs(made, final_dir, recipe_sha256)
+                outputs = publish_outputs(made, final_dir, recipe_sha256, recipe.provenance.training_mining)
             except (OSError, AssetlineError) as exc:  # a full disk, an unwritable folder: named as the user sees it
                 stated = restate_staged_error(exc, stage, final_dir)
                 if stated is None:
@@ -112,7 +108,7 @@ def produce(
     return AssetResult.done(asset, final_dir, outputs, note)
 
 
-def publish_outputs(made: list[Made], final_dir: Path, recipe_sha256: str) -> list[Path]:
+def publish_outputs(made: list[Made], final_dir: Path, recipe_sha256: str, training_mining) -> list[Path]:
     """Sign each staged output and write its sidecars beside it, then move outputs, then sidecars, into `final_dir`.
 
     Every output gets Content Credentials the same way, whatever its kind: a
@@ -123,10 +119,9 @@ def publish_outputs(made: list[Made], final_dir: Path, recipe_sha256: str) -> li
     that a sidecar never names a file that is not there yet.
     """
     from assetline.provenance.credentials import c2pa_sidecar_for, content_signer
-    from assetline.provenance.writer import current_recipe
 
     run = current_run()
-    signer, _ = content_signer(current_recipe().provenance.training_mining)
+    signer, _ = content_signer(training_mining)
     files, stores, sidecars = [], [], []
     signed: dict[str, InputRef] = {}  # outputs of this run, as they are once signed
     for item in made:

@@ -10,7 +10,7 @@ under `OUT/<stem>-<sha8>/`:
 and next to each its `.provenance.json`. Pure silence gives a transcript with
 no segments and valid, empty subtitle files.
 
-Run on its own: `python -m assetline.flows.audio FILE [OUT]`.
+Run on its own: `python -m assetline.flows.audio FILE [OUT]` (a process-asset run).
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from prefect import flow
-
 from assetline.assets import Asset
-from assetline.config import Recipe, recipe_from_dict
-from assetline.flows._asset import AssetResult, Made, identify_as, intermediate_ref, produce, run_name, source_ref
+from assetline.config import Recipe
+from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, source_ref
 from assetline.orchestration import configured
 
 TRANSCRIPT, SRT, VTT = "transcript.json", "subtitles.srt", "subtitles.vtt"
@@ -61,16 +59,10 @@ def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
                 made.append(Made(stage / cue_step.output, inputs, steps + [cue_step]))
         return made
 
-    return produce(asset, out_root, recipe.section_sha256("audio"), audio_outputs(recipe), {TRANSCRIPT, SRT, VTT}, make)
-
-
-@flow(name="process-audio", flow_run_name=run_name, log_prints=True, persist_result=False)
-def process_audio(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
-    """Transcribe and subtitle one audio file."""
-    settings = recipe_from_dict(recipe or {})
-    asset = identify_as(path, "audio")
-    return run_audio_steps(asset, Path(out), settings)
+    return produce(asset, out_root, recipe, audio_outputs(recipe), {TRANSCRIPT, SRT, VTT}, make)
 
 
 if __name__ == "__main__":
-    print(process_audio(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "out"))
+    from assetline.flows.asset import process_asset
+
+    print(process_asset(str(Path(sys.argv[1]).absolute()), sys.argv[2] if len(sys.argv) > 2 else "out"))

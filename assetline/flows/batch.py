@@ -217,47 +217,73 @@ def batch_run_name() -> str:
 
 
 PROCESS_DEPLOYMENT = "process-asset/process-asset"
-FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+RETRY_GRACE_S = 30  # how long a Crashed run may take to be put back by the crash-retry automation
 
 
-def fan_out(todo: list[Work], inbox: Path, out_root: Path, recipe_param: dict | None) -> list[AssetResult]:
+def fan_out(todo: list[Work], inbox: Path, out_root: Path, recipe: Recipe, recipe_param: dict | None) -> list[AssetResult]:
     """One `process-asset` deployment run per asset that needs work, then wait for them all.
 
     Each is a run of its own, taken by whichever runner or worker has a slot:
     cancellable, retried and reported like an arrival, and spread over the
-    machines of a work pool. Up-to-date assets start no run.
+    machines of a work pool. Up-to-date assets start no run. Each run's
+    idempotency key is this batch run's id, the content's sha256 and the recipe
+    hash: a batch that is itself retried (its process died) finds the runs it
+    already started instead of starting each asset twice.
     """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
+    from prefect.runtime import flow_run
 
-    results: list[AssetResult] = []
-    started: dict[str, Path] = {}
+    started: dict[UUID, Path] = {}
     for work in todo:
         parameters = {"path": work.path.relative_to(inbox).as_posix(), "sha256": work.asset.sha256 if work.asset else None,
                       "out": str(out_root), "recipe": recipe_param, "inbox": str(inbox)}  # fmt: skip
-        run = run_deployment(PROCESS_DEPLOYMENT, parameters=parameters, timeout=0, tags=["batch"])
-        started[str(run.id)] = work.path
-    runs = {}
-    with get_client(sync_client=True) as client:
-        while started:
-            ids = [UUID(i) for i in started]
-            for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=len(ids)):
-                if run.state_type is not None and run.state_type.value in FINAL:
-                    runs[str(run.id)] = run
-            for done in set(runs) & set(started):
-                path, run = started.pop(done), runs[done]
-                seconds = run.total_run_time.total_seconds() if run.total_run_time else 0.0
-                if run.state_type.value == "COMPLETED":
-                    result = AssetResult(str(path), "done", message=f"run {run.name}")
-                else:
-                    message = (run.state.message if run.state else "") or run.state_type.value.lower()
-                    result = AssetResult(str(path), "failed", message=message.removeprefix("Flow run encountered an exception: "))
-                result.seconds = seconds
-                results.append(result)
-            if started:
-                time.sleep(2)
+        key = None
+        if work.asset is not None:
+            key = f"{flow_run.get_id()}:{work.asset.sha256}:{recipe.section_sha256(work.asset.kind)}"
+        run = run_deployment(PROCESS_DEPLOYMENT, parameters=parameters, timeout=0, tags=["batch"], idempotency_key=key)
+        started[run.id] = work.path
+    results = []
+    for run in _wait_all(list(started), recipe.run.crash_retries):
+        path = started[run.id]
+        seconds = run.total_run_time.total_seconds() if run.total_run_time else 0.0
+        if run.state_type.value == "COMPLETED":
+            result = AssetResult(str(path), "done", message=f"run {run.name}")
+        else:
+            message = (run.state.message if run.state else "") or run.state_type.value.lower()
+            result = AssetResult(str(path), "failed", message=message.removeprefix("Flow run encountered an exception: "))
+        result.seconds = seconds
+        results.append(result)
     return results
+
+
+def _wait_all(ids: list[UUID], crash_retries: int) -> list:
+    """The runs once each has settled: final, and not a crash the crash-retry automation is about to put back."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import wait_for_flow_run
+
+    async def settled(client, run_id: UUID):
+        for _ in range(crash_retries + 1):
+            run = await wait_for_flow_run(run_id, timeout=None, client=client)  # Prefect's events, no polling
+            if run.state_type.value != "CRASHED":
+                return run
+            for _ in range(RETRY_GRACE_S):  # the automation reacts within a second or two
+                await asyncio.sleep(1)
+                run = await client.read_flow_run(run_id)
+                if not run.state.is_final():
+                    break
+            else:
+                return run  # nobody put it back: the crash stands
+        return await wait_for_flow_run(run_id, timeout=None, client=client)
+
+    async def main():
+        async with get_client() as client:
+            return await asyncio.gather(*(settled(client, i) for i in ids))
+
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    return run_coro_as_sync(main()) if ids else []
 
 
 @flow(name="batch-inbox", flow_run_name=batch_run_name, log_prints=True, persist_result=False)
@@ -275,7 +301,7 @@ def batch_inbox(inbox: str, out: str, recipe: dict | None = None) -> dict:
     plan = plan_batch([root], out_root, settings)
     todo, duplicates = unique_content(plan.todo)
     if deployment.get_id():  # served or deployed: each asset is a process-asset run of its own
-        results = fan_out(todo, root, out_root, recipe)
+        results = fan_out(todo, root, out_root, settings, recipe)
     else:  # called directly: in this process, as `assetline run` does
         results = Batch(out_root, settings).run(todo)
     results = plan.finished + results + duplicates

@@ -13,7 +13,7 @@ table and the manifest say so. Produces, under `OUT/<stem>-<sha8>/`:
 video.mp4, transcript.json, subtitles.srt, subtitles.vtt (and
 video.burned.mp4), each with its `.provenance.json`.
 
-Run on its own: `python -m assetline.flows.footage CLIP [OUT]`.
+Run on its own: `python -m assetline.flows.footage CLIP [OUT]` (a process-asset run).
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from prefect import flow
-
 from assetline.assets import Asset
-from assetline.config import Recipe, recipe_from_dict
+from assetline.config import Recipe
 from assetline.errors import BadInputError
-from assetline.flows._asset import AssetResult, Made, identify_as, intermediate_ref, produce, run_name, source_ref
+from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, source_ref
 from assetline.media import probe
 from assetline.orchestration import configured
 
@@ -38,7 +36,7 @@ NO_AUDIO_NOTE = "no audio stream: transcription and subtitles skipped"
 def footage_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
     """The files a footage run makes under this recipe (fewer for a clip without sound)."""
     v = recipe.video
-    has_audio = asset is None or probe(asset.reads).audio is not None
+    has_audio = asset is None or asset.info is None or asset.info.audio is not None
     subtitled = has_audio and v.transcribe.enabled and v.subtitles.enabled
     names = [VIDEO]
     if has_audio and v.transcribe.enabled:
@@ -61,7 +59,7 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
         recipe, render_video, normalize_loudness, transcribe, subtitles, package
     )
     v = recipe.video
-    info = probe(asset.reads)
+    info = asset.info or probe(asset.reads)
     if info.video is None:
         raise BadInputError(asset.path, "no video stream")
     has_audio = info.audio is not None
@@ -98,16 +96,10 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
 
     every = {VIDEO, BURNED, TRANSCRIPT, SRT, VTT}
     note = "" if has_audio else NO_AUDIO_NOTE
-    return produce(asset, out_root, recipe.section_sha256("video"), footage_outputs(recipe, asset), every, make, note)
-
-
-@flow(name="process-footage", flow_run_name=run_name, log_prints=True, persist_result=False)
-def process_footage(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
-    """Clean, upscale, transcribe, subtitle and package one clip."""
-    settings = recipe_from_dict(recipe or {})
-    asset = identify_as(path, "video")
-    return run_footage_steps(asset, Path(out), settings)
+    return produce(asset, out_root, recipe, footage_outputs(recipe, asset), every, make, note)
 
 
 if __name__ == "__main__":
-    print(process_footage(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "out"))
+    from assetline.flows.asset import process_asset
+
+    print(process_asset(str(Path(sys.argv[1]).absolute()), sys.argv[2] if len(sys.argv) > 2 else "out"))

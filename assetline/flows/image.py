@@ -7,7 +7,7 @@ path of one still. Produces, under `OUT/<stem>-<sha8>/`:
 and next to each its `.provenance.json`. Everything is staged first and
 published only when the whole asset succeeded.
 
-Run on its own: `python -m assetline.flows.image PHOTO [OUT]`.
+Run on its own: `python -m assetline.flows.image PHOTO [OUT]` (a process-asset run).
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from prefect import flow
-
 from PIL import Image
 
 from assetline import tasks
 from assetline.assets import Asset
-from assetline.config import Recipe, recipe_from_dict
-from assetline.flows._asset import AssetResult, Made, identify_as, intermediate_ref, produce, run_name, source_ref
+from assetline.config import Recipe
+from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, source_ref
 from assetline.media import check_pixel_limit
 from assetline.orchestration import configured
 from assetline.provenance import StepRecord
@@ -34,14 +32,6 @@ def image_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
     """The files an image run makes under this recipe, in the order they are made."""
     steps = recipe.image
     return [name for name, on in ((CUTOUT, steps.remove_background.enabled), (UPSCALED, steps.upscale.enabled)) if on]
-
-
-@flow(name="process-image", flow_run_name=run_name, log_prints=True, persist_result=False)
-def process_image(path: str, out: str, recipe: dict | None = None, sha256: str | None = None) -> AssetResult:
-    """Cut out and upscale one still; returns what was made (or that it was already up to date)."""
-    settings = recipe_from_dict(recipe or {})
-    asset = identify_as(path, "image")
-    return run_image_steps(asset, Path(out), settings)
 
 
 def run_image_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult:
@@ -66,10 +56,10 @@ def run_image_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
             made.append(Made(stage / step.output, list(inputs), list(steps)))
         return made
 
-    return produce(asset, out_root, recipe.section_sha256("image"), image_outputs(recipe), {CUTOUT, UPSCALED}, make)
+    return produce(asset, out_root, recipe, image_outputs(recipe), {CUTOUT, UPSCALED}, make)
 
 
 if __name__ == "__main__":
-    photo = Path(sys.argv[1])
-    result = process_image(str(photo), sys.argv[2] if len(sys.argv) > 2 else "out")
-    print(result)
+    from assetline.flows.asset import process_asset
+
+    print(process_asset(str(Path(sys.argv[1]).absolute()), sys.argv[2] if len(sys.argv) > 2 else "out"))

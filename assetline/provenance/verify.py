@@ -52,7 +52,8 @@ def _load(sidecar: Path) -> tuple[Manifest | None, str | None]:
 _CONFIGURED: Any = object()  # verify_output's default: the trust anchors configured (see assetline.keys)
 
 
-def verify_output(output: Path, anchors: Any = _CONFIGURED, require_trust: bool = True) -> Verdict:
+def verify_output(output: Path, anchors: Any = _CONFIGURED, require_trust: bool = True,
+                  hashes: dict[Path, str] | None = None) -> Verdict:  # fmt: skip
     """Check one output file against `output.provenance.json` and its Content Credentials.
 
     One line per finding: a tampered output gets one line saying what was
@@ -66,7 +67,19 @@ def verify_output(output: Path, anchors: Any = _CONFIGURED, require_trust: bool 
     signer is on a trust list is left out: no trust anchors are loaded (unless
     `anchors` is given), and neither an untrusted signer nor unreadable anchors
     is a finding. `assetline verify` keeps the default, which also requires trust.
+
+    `hashes` (resolved path -> sha256) are files already hashed in this run, the
+    source among them; files hashed here are added, so checking several outputs
+    of one asset hashes each file once.
     """
+    hashes = {} if hashes is None else hashes
+
+    def sha256_of(path: Path) -> str:
+        key = path.resolve()
+        if key not in hashes:
+            hashes[key] = sha256_file(path)
+        return hashes[key]
+
     verdict = Verdict(output)
     sidecar = sidecar_for(output)
     if not sidecar.is_file():
@@ -82,7 +95,7 @@ def verify_output(output: Path, anchors: Any = _CONFIGURED, require_trust: bool 
             verdict.problems.append(f"sidecar describes {manifest.output.path!r}, not this file")
         verdict.problems.append("output file is missing")
         return verdict
-    size, actual = output.stat().st_size, sha256_file(output)
+    size, actual = output.stat().st_size, sha256_of(output)
     content_differs = size != manifest.output.bytes or actual != manifest.output.sha256
     if anchors is _CONFIGURED and not require_trust:
         anchors = None  # integrity only: c2pa still checks the signature and binding, trust aside
@@ -116,7 +129,7 @@ def verify_output(output: Path, anchors: Any = _CONFIGURED, require_trust: bool 
             else:
                 verdict.notes.append(f"source {ref.path} not reachable here: not re-checked")
             continue
-        if sha256_file(path) != ref.sha256:
+        if sha256_of(path) != ref.sha256:
             what = "intermediate" if ref.role == "intermediate" else "source"
             verdict.problems.append(f"{what} input {ref.path} has changed since (sha256 differs)")
     if credentials is not None and credentials.intact and not swapped:

@@ -50,24 +50,6 @@ def current_run() -> RunRef:
         return RunRef()
 
 
-def current_recipe():
-    """The recipe of the Prefect flow run this code runs in (its `recipe` parameter), else the defaults.
-
-    Every asset flow takes the recipe as a parameter; signing reads its
-    `provenance` section from there, the same way `current_run` reads the run.
-    """
-    from assetline.config import load_recipe, recipe_from_dict
-
-    try:
-        from prefect.runtime import flow_run
-
-        params = flow_run.parameters if flow_run.get_id() else {}
-    except Exception:
-        params = {}
-    recipe = params.get("recipe") if isinstance(params, dict) else None
-    return recipe_from_dict(recipe) if isinstance(recipe, dict) else load_recipe(None)  # $ASSETLINE_RECIPE, or defaults
-
-
 def output_ref(output: Path) -> OutputRef:
     return OutputRef(path=output.name, sha256=sha256_file(output), bytes=output.stat().st_size, media_type=media_type(output))
 
