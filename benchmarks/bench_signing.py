@@ -110,7 +110,7 @@ def unsigned_files(folder: Path) -> dict[str, Path]:
 def isolated(reps: int) -> list[dict]:
     from assetline.keys import signing_key, trust_anchors
     from assetline.provenance import InputRef, RunRef, StepRecord, ToolRef, build_manifest
-    from assetline.provenance.credentials import ContentSigner
+    from assetline.provenance.signing import ContentSigner
     from assetline.storage import sha256_file
 
     files = unsigned_files(WORK / "isolated-inputs")

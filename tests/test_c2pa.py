@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, photo, run_cli
-from test_run_footage import make_clip
+from helpers import REPO, make_clip, photo, run_cli
+
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
 SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -243,7 +244,7 @@ def test_a_manifest_re_signed_with_a_key_outside_the_trust_anchors_is_one_line(s
     """A forger re-signs an edited transcript with their own CA and rewrites its sidecars to match."""
     from assetline.keys import init_keys, signing_key
     from assetline.provenance import read_manifest, sidecar_for, write_manifest
-    from assetline.provenance.credentials import ContentSigner
+    from assetline.provenance.signing import ContentSigner
 
     out = tampered(signed_run, tmp_path)
     transcript = folder(out, "speech") / "transcript.json"

@@ -20,9 +20,7 @@ import pytest
 from assetline.errors import BadInputError, OutputError
 from assetline.ffmpeg import run_ffmpeg
 from assetline.storage import STAGING_DIR, sha256_file
-from conftest import photo, run_cli
-from test_bad_input import _can_drop_dac_capabilities, _drop_dac_capabilities
-from test_run_footage import make_clip
+from helpers import can_drop_dac_capabilities, drop_dac_capabilities, make_clip, photo, run_cli
 
 CLI_ENV = {"COLUMNS": "80", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
 
@@ -54,13 +52,13 @@ def run_cli_unprivileged(*args: str, api_url: str) -> subprocess.CompletedProces
     """`assetline ARGS` that file permissions apply to, even as root (no CAP_DAC_OVERRIDE)."""
     if os.geteuid() != 0:
         return run_cli(*args, api_url=api_url, env=CLI_ENV)
-    if not _can_drop_dac_capabilities():
+    if not can_drop_dac_capabilities():
         pytest.skip("root without CAP_SETPCAP: cannot make a folder unwritable to the CLI")
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")}
     env.update(CLI_ENV, PREFECT_API_URL=api_url)
     return subprocess.run(  # noqa: PLW1509 - preexec_fn only calls prctl
         [sys.executable, "-m", "assetline.cli", *args], capture_output=True, text=True, env=env, timeout=1800,
-        preexec_fn=_drop_dac_capabilities,
+        preexec_fn=drop_dac_capabilities,
     )  # fmt: skip
 
 
@@ -78,6 +76,7 @@ def test_ffmpeg_writing_to_a_full_disk_blames_the_output_not_the_input(small_dis
     assert exc.value.line() == f"{target}: no space left on the output device"
 
 
+@pytest.mark.slow
 def test_full_disk_and_read_only_folder_fail_their_assets_clearly_and_the_rest_complete(
     small_disk: Path, tmp_path: Path, prefect_api: str
 ) -> None:
@@ -145,7 +144,7 @@ def test_signing_on_a_nearly_full_disk_says_no_space_left_and_leaves_nothing_hal
     "Io: Other: UntrackedPointer" (c2pa-python 0.38, a few KiB free), or the signed copy's close
     fails with ENOSPC: either is the line every other output failure gives."""
     from assetline.provenance import InputRef, RunRef, StepRecord, ToolRef, build_manifest, write_manifest
-    from assetline.provenance.credentials import content_signer
+    from assetline.provenance.signing import content_signer
 
     source = tmp_path / "chelsea.png"
     photo("chelsea", (48, 32)).save(source)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from assetline.keys import init_keys, trust_anchors
-from conftest import photo, run_cli, tree_state
+from helpers import photo, run_cli, tree_state
 
 SIGNER = "assetline development signer"  # the common name `keys init` gives the signing certificate
 RECIPE_SHA = "1" * 64
@@ -46,7 +46,7 @@ def _signed_outputs(tmp_path: Path):
     """A source and, in its output folder, a signed PNG (embedded manifest) and SRT (`.c2pa` beside it)."""
     from assetline.assets import Asset, output_folder_name
     from assetline.provenance import InputRef, RunRef, StepRecord, ToolRef, build_manifest, write_manifest
-    from assetline.provenance.credentials import content_signer
+    from assetline.provenance.signing import content_signer
     from assetline.storage import sha256_file
 
     source = tmp_path / "in" / "chelsea.png"

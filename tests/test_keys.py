@@ -11,7 +11,7 @@ from PIL import Image
 
 from assetline import keys
 from assetline.keys import KeysExistError, SigningError, configured_key, init_keys, signing_key, trust_anchors
-from conftest import run_cli
+from helpers import run_cli
 
 
 def _mode(path: Path) -> int:
@@ -52,6 +52,7 @@ def test_keys_init_refuses_to_overwrite_unless_forced(own_keys):
     assert configured_key().alg == "ed25519"
 
 
+@pytest.mark.slow
 def test_run_makes_a_development_key_on_first_use_and_says_so_in_one_line(own_keys, tmp_path):
     """No key configured: `assetline run` makes one (outputs are never unsigned), once."""
     env = {"ASSETLINE_KEYS": str(own_keys)}
@@ -145,7 +146,8 @@ def test_keys_cli_init_and_show_print_how_to_trust_the_ca_and_never_a_private_ke
 def test_an_ed25519_key_signs_a_jpeg_and_a_flipped_byte_in_it_fails_verify(tmp_path, monkeypatch):
     """The signer is not tied to the pipeline: any output, here a JPEG, signed with Ed25519."""
     from assetline.provenance import InputRef, RunRef, StepRecord, ToolRef, build_manifest, verify_output, write_manifest
-    from assetline.provenance.credentials import ContentSigner, read_credentials
+    from assetline.provenance.credentials import read_credentials
+    from assetline.provenance.signing import ContentSigner
     from assetline.storage import sha256_file
 
     folder = tmp_path / "keys"

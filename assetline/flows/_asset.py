@@ -118,7 +118,8 @@ def publish_outputs(made: list[Made], final_dir: Path, recipe_sha256: str, train
     names the signed file and chains to its manifest. Sidecars move last so
     that a sidecar never names a file that is not there yet.
     """
-    from assetline.provenance.credentials import c2pa_sidecar_for, content_signer
+    from assetline.provenance.credentials import c2pa_sidecar_for
+    from assetline.provenance.signing import content_signer
 
     run = current_run()
     signer, _ = content_signer(training_mining)

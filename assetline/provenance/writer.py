@@ -23,7 +23,7 @@ from assetline.storage import sha256_file, write_atomically
 class Signer(Protocol):
     """Signs an output and its manifest; returns the block for the sidecar's `signature` field.
 
-    The one implementation, `provenance.credentials.ContentSigner`, embeds a
+    The one implementation, `provenance.signing.ContentSigner`, embeds a
     C2PA manifest into the output (rewriting it atomically, so its sha256
     changes) or writes `output.c2pa` beside it; `write_manifest` then records
     the output's final hash and size.
