@@ -13,7 +13,7 @@ probe       A file of random bytes, or a small real PNG, JPEG (with EXIF), GIF, 
             replaced by edge values, chunks repeated, two files spliced), goes
             through the route step: `assets.identify`, then what its kind's flow
             does first (`media.load_image`, or `media.probe` and
-            `render_video.probe_picture`). Only assetline's own errors
+            `video.probe_picture`). Only assetline's own errors
             (`AssetlineError`) may come out; no other exception, no hang.
 subtitles   Random timed words (negative, huge, NaN and infinite times; any
             Unicode, lone surrogates, control characters, ASS override blocks
@@ -170,7 +170,7 @@ def probe_target(examples: int, seeds: dict[str, bytes], case_dir: Path, stats: 
     from assetline.assets import identify
     from assetline.errors import AssetlineError
     from assetline.media import load_image, probe
-    from assetline.tasks.render_video import probe_picture
+    from assetline.video import probe_picture
 
     path = case_dir / "case.bin"
 

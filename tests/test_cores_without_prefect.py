@@ -1,4 +1,4 @@
-"""The pure cores (imaging, captions, audio windows) import without Prefect, and each step reaches them.
+"""The pure cores (imaging, captions, audio windows, video) import without Prefect, and each step reaches them.
 
 Benchmarks and other tools use them as plain libraries; Prefect would cost them
 its import time and settings, so not even an indirect import may pull it in.
@@ -22,6 +22,7 @@ CORES = (
     "assetline.captions.timing",
     "assetline.captions.writing",
     "assetline.audio_windows",
+    "assetline.video",
 )
 
 
@@ -38,7 +39,7 @@ def test_the_cores_import_without_prefect():
 
 def test_the_step_tasks_are_thin_layers_over_the_cores():
     """One place per concern: each step uses the core's own function, not a copy of it."""
-    from assetline import audio_windows, captions, imaging
+    from assetline import audio_windows, captions, imaging, video
 
     # By module path: `assetline.tasks` re-exports the tasks under the modules' own names.
     render_video, subtitles, transcribe, upscale = (
@@ -48,5 +49,6 @@ def test_the_step_tasks_are_thin_layers_over_the_cores():
 
     assert upscale.native_scale is imaging.native_scale and upscale.upscale_with_net is imaging.upscale_with_net
     assert render_video.run_tiled is imaging.run_tiled
+    assert render_video.probe_picture is video.probe_picture and render_video.render_frames is video.render_frames
     assert subtitles.build_cues is captions.build_cues and subtitles.write_subtitles is captions.write_subtitles
     assert transcribe.audio_windows is audio_windows.audio_windows

@@ -21,7 +21,8 @@ import pytest
 from assetline.config import DenoiseOptions, EncodeOptions, VideoUpscaleOptions
 from assetline.errors import BadInputError, DeviceError
 from assetline.ffmpeg import run_ffmpeg
-from assetline.tasks.render_video import DENOISE_FILTERS, OUTPUT_NAME, render_video
+from assetline.tasks.render_video import OUTPUT_NAME, render_video
+from assetline.video import DENOISE_FILTERS
 
 METHODS = ["lanczos", "realesrgan"]
 TESTSRC = "testsrc2=s=64x48:r=10:d=1"
