@@ -13,10 +13,11 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from functools import partial
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from assetline.errors import RecipeError
 from assetline.settings import settings
@@ -39,6 +40,12 @@ def _model_of_family(name: str, family: str) -> str:
     return name
 
 
+# A model field names a registered model of its family (checked against the registry, user models included).
+RembgModel = Annotated[str, AfterValidator(partial(_model_of_family, family="rembg"))]
+RealesrganModel = Annotated[str, AfterValidator(partial(_model_of_family, family="realesrgan"))]
+WhisperModelName = Annotated[str, AfterValidator(partial(_model_of_family, family="whisper"))]
+
+
 class _Strict(BaseModel):
     # Unknown keys, values of the wrong type (no `true` for a number, no "4" for 4) and
     # NaN or infinity are all refused: a recipe (or an event's payload) is checked whole.
@@ -47,7 +54,7 @@ class _Strict(BaseModel):
 
 class RemoveBackgroundOptions(_Strict):
     enabled: bool = True
-    model: str = "u2netp"
+    model: RembgModel = "u2netp"
     alpha_matting: bool = False
     alpha_matting_foreground_threshold: int = Field(240, ge=0, le=255)
     alpha_matting_background_threshold: int = Field(10, ge=0, le=255)
@@ -57,10 +64,6 @@ class RemoveBackgroundOptions(_Strict):
     mask_only: bool = False
     background: str | None = None  # "#rrggbb": a solid colour instead of transparency
 
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        return _model_of_family(v, "rembg")
 
     @field_validator("background")
     @classmethod
@@ -73,15 +76,11 @@ class RemoveBackgroundOptions(_Strict):
 class UpscaleOptions(_Strict):
     enabled: bool = True
     method: Literal["realesrgan", "lanczos"] = "realesrgan"
-    model: str = "realesr-animevideov3"
+    model: RealesrganModel = "realesr-animevideov3"
     scale: Literal[2, 3, 4] = 2
     tile: int = Field(256, ge=32, le=2048)
     tile_overlap: int = Field(16, ge=0, le=128)
 
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        return _model_of_family(v, "realesrgan")
 
 
 class ImageRecipe(_Strict):
@@ -94,7 +93,7 @@ class ImageRecipe(_Strict):
 
 class TranscribeOptions(_Strict):
     enabled: bool = True
-    model: str = "whisper-tiny.en"  # a registered Whisper model (CTranslate2)
+    model: WhisperModelName = "whisper-tiny.en"  # a registered Whisper model (CTranslate2)
     # None: detect (multilingual models only). Letters only here; whether Whisper knows the
     # code is checked when the model loads (a RecipeError naming it).
     language: str | None = Field("en", pattern=r"^[A-Za-z]{2,16}$")
@@ -105,10 +104,6 @@ class TranscribeOptions(_Strict):
     vad: bool = True  # Silero VAD (ships inside faster-whisper) skips silence
     window_seconds: float = Field(60.0, ge=10, le=7200)  # audio decoded and transcribed a window at a time (its samples: about 4 MiB a minute, plus Whisper's features)
 
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        return _model_of_family(v, "whisper")
 
     @field_validator("compute_type")
     @classmethod

@@ -47,9 +47,9 @@ def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
             return []
         listen_to, steps = asset.reads, []
         if audio.loudness.enabled:  # transcribe the cleaned sound; its loudness goes into the manifests
-            cleaned = normalize_loudness(asset.reads, stage, audio.loudness)
+            cleaned = normalize_loudness(asset.reads, stage, audio.loudness, asset.info)
             listen_to, steps = stage / cleaned.output, [cleaned]
-        heard = transcribe(listen_to, stage, audio.transcribe)
+        heard = transcribe(listen_to, stage, audio.transcribe, asset.info.duration if asset.info else None)
         steps.append(heard)
         transcript = stage / heard.output
         made = [Made(transcript, [source_ref(asset)], list(steps))]

@@ -72,13 +72,13 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
         video_steps = list(picture_steps)
         normalized, sound_steps = None, []
         if has_audio and v.loudness.enabled:
-            cleaned = normalize_loudness(asset.reads, stage, v.loudness)
+            cleaned = normalize_loudness(asset.reads, stage, v.loudness, info)
             normalized = stage / cleaned.output
             sound_steps.append(cleaned)
         video_steps += sound_steps
         srt = None
         if has_audio and v.transcribe.enabled:
-            heard = transcribe(normalized or asset.reads, stage, v.transcribe)
+            heard = transcribe(normalized or asset.reads, stage, v.transcribe, info.duration)
             transcript = stage / heard.output
             made.append(Made(transcript, [source], sound_steps + [heard]))
             if v.subtitles.enabled:

@@ -28,7 +28,7 @@ from prefect.cache_policies import NO_CACHE
 from assetline.config import LoudnessOptions
 from assetline.errors import AssetlineError, BadInputError
 from assetline.ffmpeg import ffmpeg_python, run_ffmpeg
-from assetline.media import probe
+from assetline.media import MediaInfo, probe
 from assetline.provenance import StepRecord, utc_now
 from assetline.storage import atomic_path
 from assetline.tasks._common import ffmpeg_tool
@@ -100,8 +100,8 @@ def _targets(options: LoudnessOptions) -> dict[str, float]:
     return {"I": options.integrated_lufs, "TP": options.true_peak_dbtp, "LRA": options.loudness_range_lu}
 
 
-def _require_audio(path: Path) -> None:
-    if probe(path).audio is None:  # probe: BadInputError for unreadable files
+def _require_audio(path: Path, info: MediaInfo | None = None) -> None:
+    if (info or probe(path)).audio is None:  # probe: BadInputError for unreadable files
         raise BadInputError(path, "no audio stream: nothing to normalise")
 
 
@@ -115,7 +115,9 @@ def _unity_meter(stream, targets: LoudnessOptions):
     )  # fmt: skip
 
 
-def measure_loudness(path: Path, stream: int = 0, targets: LoudnessOptions = LoudnessOptions()) -> Loudness:
+def measure_loudness(
+    path: Path, stream: int = 0, targets: LoudnessOptions = LoudnessOptions(), info: MediaInfo | None = None
+) -> Loudness:
     """Measure audio stream `stream` of `path` (one ffmpeg run; nothing is written).
 
     Args:
@@ -124,8 +126,9 @@ def measure_loudness(path: Path, stream: int = 0, targets: LoudnessOptions = Lou
         stream: which audio stream (0: the first).
         targets: the targets `target_offset_lu` is reckoned against (default
             -23 LUFS, -1 dBTP, 7 LU); the levels do not depend on them.
+        info: what probing `path` found already (`Asset.info`); None: probe it here.
     """
-    _require_audio(path)
+    _require_audio(path, info)
     split = ffmpeg_python.input(str(path))[f"a:{stream}"].filter_multi_output("asplit")  # one decode, two meters
     first_pass = split[0].filter("loudnorm@first", **_targets(targets), print_format="json")
     graph = ffmpeg_python.merge_outputs(
@@ -176,7 +179,9 @@ _FLAC_OUT = {"f": "flac", "ar": SAMPLE_RATE, "c:a": "flac", "sample_fmt": "s32",
 
 
 @task(name="normalize_loudness", cache_policy=NO_CACHE, persist_result=False)
-def normalize_loudness(source: Path, dest_dir: Path, options: LoudnessOptions = LoudnessOptions()) -> StepRecord:
+def normalize_loudness(
+    source: Path, dest_dir: Path, options: LoudnessOptions = LoudnessOptions(), info: MediaInfo | None = None
+) -> StepRecord:
     """Level the first audio stream of `source` to EBU R128 and write `dest_dir/audio.normalized.flac`.
 
     Args:
@@ -197,7 +202,7 @@ def normalize_loudness(source: Path, dest_dir: Path, options: LoudnessOptions = 
     input and of the output are both recorded.
     """
     started = utc_now()
-    measured_in = measure_loudness(source, targets=options)  # the input's faults surface here
+    measured_in = measure_loudness(source, targets=options, info=info)  # the input's faults surface here
     out = dest_dir / OUTPUT_NAME
     sound = ffmpeg_python.input(str(source))["a:0"]
     with atomic_path(out) as tmp:

@@ -172,7 +172,9 @@ def _segment_record(segment, offset: float = 0.0) -> dict[str, Any]:
 
 
 @task(name="transcribe", cache_policy=NO_CACHE, persist_result=False)
-def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = TranscribeOptions()) -> StepRecord:
+def transcribe(
+    source: Path, dest_dir: Path, options: TranscribeOptions = TranscribeOptions(), duration: float | None = None
+) -> StepRecord:
     """Transcribe the sound of `source` and write `dest_dir/transcript.json`.
 
     Args:
@@ -186,6 +188,9 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
             with compute_type and cpu_threads (see `whisper_model`);
             beam_size; vad: skip silence with Silero VAD (on by default;
             without it Whisper tends to invent words in long silences).
+        duration: the media's length when the caller probed it already
+            (`Asset.info`: the source's, which loudness normalisation keeps);
+            None: probed here, for progress only.
 
     The transcript holds segments with word timestamps and probabilities, the
     detected (or given) language, the media's duration, the model's name and
@@ -202,7 +207,7 @@ def transcribe(source: Path, dest_dir: Path, options: TranscribeOptions = Transc
     total = 0.0
     after_vad = 0.0
     progress = step_progress("transcribe")
-    expected = _duration_or_none(source)
+    expected = duration if duration is not None else _duration_or_none(source)
     for offset, samples in audio_windows(source, options.window_seconds):
         if len(samples) == 0 and info is not None:
             continue
