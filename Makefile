@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-deps bench fuzz clean
+.PHONY: install demo test test-quick test-deps bench fuzz clean
 
 install: $(STAMP)
 	$(BIN)/assetline models pull
@@ -26,6 +26,10 @@ demo: install
 
 test: install test-deps
 	$(BIN)/python -m pytest
+
+# The quick loop: everything but the tests that start Prefect servers, serve, workers or a browser.
+test-quick: install
+	$(BIN)/python -m pytest -m "not slow"
 
 # The UI test drives Debian's headless Chromium. Installed when running as root (CI is);
 # elsewhere, without it, that one test is skipped and says why.

@@ -30,8 +30,8 @@ from PIL import Image  # noqa: E402
 
 import netguard  # noqa: E402
 from assetline import models  # noqa: E402
+from helpers import REPO, photo  # noqa: E402,F401  (REPO, photo: for the fixtures below)
 
-REPO = Path(__file__).resolve().parents[1]
 NETGUARD_LOG = Path(tempfile.mkdtemp(prefix="assetline-netguard-")) / "attempts.jsonl"
 
 
@@ -89,14 +89,6 @@ def prefect_api(network_guard) -> str:
         yield PREFECT_API_URL.value()
 
 
-def photo(name: str, size: tuple[int, int] | None = None) -> Image.Image:
-    """A real photo shipped by scikit-image: astronaut, chelsea, coffee, rocket."""
-    from skimage import data
-
-    img = Image.fromarray(getattr(data, name)())
-    return img.resize(size, Image.Resampling.LANCZOS) if size else img
-
-
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     """A folder with two small real photos (kept small so upscaling stays quick)."""
@@ -107,82 +99,8 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
-def run_cli(*args: str, api_url: str | None, cwd: Path | None = None, env: dict | None = None,
-            user: int | None = None) -> subprocess.CompletedProcess:
-    """`assetline ARGS...` in a subprocess, against `api_url` (None: Prefect's temporary server)."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")}
-    full_env.update(env or {})  # the CLI's own console settings apply, as for a user
-    if api_url:
-        full_env["PREFECT_API_URL"] = api_url
-    # Output goes to files, not pipes: a child process left behind (a stray server) would
-    # hold a pipe open and hang the test instead of letting it fail.
-    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.run(
-            [sys.executable, "-m", "assetline.cli", *args],
-            stdout=stdout, stderr=stderr, text=True, cwd=cwd, env=full_env, timeout=1800, user=user,
-        )  # fmt: skip
-        stdout.seek(0)
-        stderr.seek(0)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout.read(), stderr.read())
-
-
-def tree_state(folder: Path) -> dict[str, tuple[int, int, bytes]]:
-    """Every file under `folder` with its size, mtime and bytes: to prove nothing changed."""
-    return {
-        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes())
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-# Helpers for the tests that start servers and processes of their own (serve, workers, restarts).
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(what: str, check, timeout: float, every: float = 0.5):
-    """Poll `check` until it returns something truthy (returned); a bound against hangs, not a speed limit."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def api_healthy(api: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"{api}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def stop_group(proc: subprocess.Popen, timeout: float = 60) -> None:
-    """SIGTERM a process started with start_new_session, and its group; SIGKILL what outlives `timeout`."""
-    import signal
-
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
+def pytest_collection_modifyitems(config, items):
+    """Every test on the session's Prefect server is `slow` too, so `pytest -m "not slow"` is the quick loop."""
+    for item in items:
+        if "prefect_api" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import photo, run_cli, tree_state
+from helpers import can_drop_dac_capabilities, drop_dac_capabilities, photo, run_cli, tree_state
+
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
 STAGING = ".assetline-staging"
 
@@ -273,40 +275,25 @@ def test_a_file_name_with_spaces_quotes_and_non_ascii_letters_is_processed(bad_r
 # --------------------------------------------------------------------------- each bad file
 
 
-def test_zero_byte_file_fails_with_one_line_naming_it(bad_run: BadRun) -> None:
-    line_naming(bad_run.proc, ZERO_BYTES, "empty", "0 bytes")
-    table_row_failed(bad_run.proc, ZERO_BYTES)
-    assert_failed_in_prefect(bad_run.api_url, bad_run.inp / ZERO_BYTES)
-    assert_no_output_for(bad_run.out, bad_run.inp / ZERO_BYTES)
-
-
-def test_truncated_png_fails_with_one_line_naming_it(bad_run: BadRun) -> None:
-    line_naming(bad_run.proc, TRUNCATED_PNG, "truncated")
-    table_row_failed(bad_run.proc, TRUNCATED_PNG)
-    assert_failed_in_prefect(bad_run.api_url, bad_run.inp / TRUNCATED_PNG)
-    assert_no_output_for(bad_run.out, bad_run.inp / TRUNCATED_PNG)
-
-
-def test_truncated_jpeg_fails_with_one_line_naming_it(bad_run: BadRun) -> None:
-    line_naming(bad_run.proc, TRUNCATED_JPEG, "truncated")
-    table_row_failed(bad_run.proc, TRUNCATED_JPEG)
-    assert_failed_in_prefect(bad_run.api_url, bad_run.inp / TRUNCATED_JPEG)
-    assert_no_output_for(bad_run.out, bad_run.inp / TRUNCATED_JPEG)
-
-
-def test_text_file_named_png_fails_as_not_a_recognised_image(bad_run: BadRun) -> None:
-    line_naming(bad_run.proc, TEXT_AS_PNG, "not a recognised")
-    table_row_failed(bad_run.proc, TEXT_AS_PNG)
-    assert_failed_in_prefect(bad_run.api_url, bad_run.inp / TEXT_AS_PNG)
-    assert_no_output_for(bad_run.out, bad_run.inp / TEXT_AS_PNG)
-
-
-def test_decompression_bomb_over_the_pixel_limit_fails_before_decoding(bad_run: BadRun) -> None:
-    line = line_naming(bad_run.proc, BOMB, "limit")
-    assert "40000x40000" in line, line
-    table_row_failed(bad_run.proc, BOMB)
-    assert_failed_in_prefect(bad_run.api_url, bad_run.inp / BOMB)
-    assert_no_output_for(bad_run.out, bad_run.inp / BOMB)
+@pytest.mark.parametrize(
+    ("name", "causes", "detail"),
+    [
+        pytest.param(ZERO_BYTES, ("empty", "0 bytes"), None, id="zero-byte file"),
+        pytest.param(TRUNCATED_PNG, ("truncated",), None, id="truncated png"),
+        pytest.param(TRUNCATED_JPEG, ("truncated",), None, id="truncated jpeg"),
+        pytest.param(TEXT_AS_PNG, ("not a recognised",), None, id="text named png"),
+        pytest.param(BOMB, ("limit",), "40000x40000", id="decompression bomb, refused before decoding"),
+    ],
+)
+def test_a_bad_file_fails_with_one_line_naming_it_in_the_table_and_in_prefect_and_makes_nothing(
+    bad_run: BadRun, name: str, causes: tuple[str, ...], detail: str | None
+) -> None:
+    line = line_naming(bad_run.proc, name, *causes)
+    if detail:
+        assert detail in line, line
+    table_row_failed(bad_run.proc, name)
+    assert_failed_in_prefect(bad_run.api_url, bad_run.inp / name)
+    assert_no_output_for(bad_run.out, bad_run.inp / name)
 
 
 def test_symlink_pointing_outside_the_folder_is_reported_and_not_followed(bad_run: BadRun) -> None:
@@ -331,23 +318,6 @@ def test_each_failure_is_printed_once_as_one_line(bad_run: BadRun) -> None:
 # --------------------------------------------------------------------------- unreadable file
 
 
-_PR_CAPBSET_DROP = 24
-_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
-
-
-def _drop_dac_capabilities() -> None:
-    """In the child, before exec: root loses the right to bypass file permissions."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            os._exit(97)
-
-
-def _can_drop_dac_capabilities() -> bool:
-    probe = subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_drop_dac_capabilities)  # noqa: PLW1509
-    return probe.returncode == 0
-
-
 def _run_cli_without_dac_override(*args: str, api_url: str) -> subprocess.CompletedProcess:
     """`run_cli`, but the child cannot read what its permissions forbid, even as root."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -355,7 +325,7 @@ def _run_cli_without_dac_override(*args: str, api_url: str) -> subprocess.Comple
     return subprocess.run(  # noqa: PLW1509 - preexec_fn only calls prctl
         [sys.executable, "-m", "assetline.cli", *args],
         capture_output=True, text=True, env={**env, **CLI_ENV}, timeout=1800,
-        preexec_fn=_drop_dac_capabilities,
+        preexec_fn=drop_dac_capabilities,
     )  # fmt: skip
 
 
@@ -366,7 +336,7 @@ def test_unreadable_file_fails_with_permission_denied(tmp_path: Path, prefect_ap
     photo("coffee", (96, 64)).save(good, quality=92)
     photo("rocket", (96, 64)).save(locked, quality=92)
     locked_sha8 = sha8(locked)
-    if os.geteuid() == 0 and not _can_drop_dac_capabilities():
+    if os.geteuid() == 0 and not can_drop_dac_capabilities():
         pytest.skip("root without CAP_SETPCAP: cannot make a file unreadable to the CLI")
     locked.chmod(0o000)
     try:

@@ -9,7 +9,7 @@ import yaml
 
 from assetline.config import Recipe, load_recipe
 from assetline.errors import RecipeError
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 
 
 def test_configs_default_yaml_is_exactly_the_built_in_default():

@@ -25,8 +25,9 @@ from PIL import Image
 
 from assetline.provenance import SIDECAR_SUFFIX
 from assetline.storage import STAGING_DIR
-from conftest import REPO, photo, run_cli, tree_state
-from test_run_footage import make_clip
+from helpers import REPO, make_clip, photo, processes_with_env, run_cli, tree_state
+
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
 SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
 OUTPUTS = {
@@ -36,20 +37,6 @@ OUTPUTS = {
     "d-clip": ["subtitles.srt", "subtitles.vtt", "transcript.json", "video.mp4"],
 }
 KILL_DEADLINE = 600  # seconds: a bound for a hang, not a performance limit
-
-
-def processes_with_env(key: str, value: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            env = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"{key}={value}".encode() in env:
-            found.append(int(proc.name))
-    return found
 
 
 def published(out: Path) -> dict[str, set[str]]:

@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 
 from assetline import slots
-from conftest import REPO, run_cli, wait_until
-from test_crash import processes_with_env
-from test_run_footage import make_clip
+from helpers import REPO, make_clip, processes_with_env, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +168,7 @@ def test_a_second_slot_lets_two_run_and_a_third_waits(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("step", ["render_video", "transcribe"])
 def test_a_served_run_killed_mid_heavy_step_is_retried_as_the_same_run_and_delivered_once(step, tmp_path, private):
-    from test_serve import Serve
+    from helpers import Serve
 
     source = speech_and_clip(tmp_path / "media", step)
     served = Serve(tmp_path / "serve")
@@ -195,7 +193,7 @@ def test_a_served_run_killed_mid_heavy_step_is_retried_as_the_same_run_and_deliv
 
 
 def test_a_served_run_that_crashes_past_crash_retries_ends_failed_with_the_reason(tmp_path, private):
-    from test_serve import Serve
+    from helpers import Serve
 
     source = speech_and_clip(tmp_path / "media", "transcribe")
     served = Serve(tmp_path / "serve", "--set", "run.crash_retries=0")

@@ -30,8 +30,7 @@ from assetline.config import EncodeOptions, PackageOptions, Recipe, load_recipe
 from assetline.errors import BadInputError, RecipeError
 from assetline.tasks.package import BURNED_NAME, package
 from assetline.tasks.subtitles import SRT_NAME, subtitles
-from conftest import REPO, photo, run_cli, tree_state
-from test_run_footage import make_clip
+from helpers import REPO, make_clip, photo, run_cli, tree_state
 
 SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
 HOSTILE = "take 1: it's [final], 100%d; c\\edit – café 日本"

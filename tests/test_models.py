@@ -10,7 +10,7 @@ import pytest
 
 from assetline import models
 from assetline.errors import ModelError
-from conftest import run_cli
+from helpers import run_cli
 
 # The digests DESIGN.md lists for the files found in the registry's wheels.
 DESIGN_DIGESTS = {
@@ -140,6 +140,7 @@ def test_models_list_and_verify_cli_report_state(private_cache):
     assert "missing whisper-tiny.en" in checked.stdout
 
 
+@pytest.mark.slow
 def test_run_with_a_missing_model_fails_once_naming_it_and_the_fix(tmp_path):
     from PIL import Image
 
@@ -155,6 +156,7 @@ def test_run_with_a_missing_model_fails_once_naming_it_and_the_fix(tmp_path):
     assert list(empty.iterdir()) == []  # nothing was downloaded
 
 
+@pytest.mark.slow
 def test_a_users_own_whisper_folder_is_added_pinned_and_chosen_by_name(tmp_path, pulled_models, monkeypatch):
     """`models add` hashes the folder; a recipe names it; a changed file is then refused."""
     import os
@@ -217,6 +219,7 @@ def _cache_with_one_damaged_file(pulled: Path, cache: Path, model: str, damaged:
     return target
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, damaged", [("u2netp", "u2netp.onnx"), ("whisper-tiny.en", "config.json")])
 def test_run_with_a_corrupt_model_fails_once_naming_it_and_the_fix_and_makes_nothing(tmp_path, pulled_models, model, damaged):
     from PIL import Image

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 import netguard
-from conftest import REPO, photo, run_cli
-from test_run_footage import make_clip
+from helpers import REPO, make_clip, photo, run_cli
+
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
 SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
 TEST_NET = "192.0.2.1"  # RFC 5737 documentation address: never a real host

@@ -20,7 +20,7 @@ from prefect import flow, task
 from assetline.config import load_recipe
 from assetline.errors import BadInputError, OutputError
 from assetline.orchestration import configured, is_transient
-from conftest import REPO
+from helpers import REPO
 
 SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
 

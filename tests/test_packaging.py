@@ -9,6 +9,8 @@ and deployments the README describes.
 
 from __future__ import annotations
 
+import pytest
+
 import re
 import shutil
 import subprocess
@@ -18,7 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO
+from helpers import REPO
+
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 

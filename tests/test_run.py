@@ -10,13 +10,15 @@ import pytest
 from PIL import Image
 
 from assetline.provenance import IPTC, SCHEMA
-from conftest import run_cli, tree_state
+from helpers import run_cli, tree_state
+
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
 
 @pytest.fixture(scope="module")
 def first_run(prefect_api, tmp_path_factory):
     """One real run over two photos; the tests below read what it made."""
-    from conftest import photo
+    from helpers import photo
 
     root = tmp_path_factory.mktemp("run")
     inputs = root / "in"
@@ -191,7 +193,7 @@ def _processes_with_env(key: str, value: str) -> list[int]:
 
 def test_run_works_without_a_configured_server_and_leaves_no_process_behind(tmp_path):
     """No PREFECT_API_URL: one temporary local server carries the run and stops with it."""
-    from conftest import photo
+    from helpers import photo
 
     src = tmp_path / "in"
     src.mkdir()

@@ -12,7 +12,9 @@ import pysubs2
 import pytest
 
 from assetline.provenance import IPTC
-from conftest import REPO, run_cli, tree_state
+from helpers import REPO, run_cli, tree_state
+
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
 
 @pytest.fixture(scope="module")

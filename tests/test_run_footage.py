@@ -9,21 +9,10 @@ import av
 import pytest
 
 from assetline.ffmpeg import run_ffmpeg
-from conftest import REPO, run_cli, tree_state
+from helpers import REPO, SPEECH, make_clip, run_cli, tree_state
 
-SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
-
-def make_clip(path: Path, *, audio: Path | None = SPEECH, seconds: float = 4.2, size: str = "160x90",
-              rate: int = 25) -> Path:
-    """A small H.264 clip: a moving test picture, with real speech (or none) as its soundtrack."""
-    args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
-    if audio is not None:
-        args += ["-i", str(audio)]
-    args += ["-map", "0:v"] + (["-map", "1:a", "-c:a", "aac"] if audio is not None else [])
-    args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-t", str(seconds)]
-    run_ffmpeg([*args, str(path)], path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import api_healthy, free_port, photo, tree_state, wait_until
+from helpers import api_healthy, free_port, photo, tree_state, wait_until
+
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
 BOUND_S = 600  # against hangs only
 

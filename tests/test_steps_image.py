@@ -15,7 +15,7 @@ from assetline.imaging import run_tiled
 from assetline.media import load_image
 from assetline.tasks import remove_background, upscale
 from assetline.tasks.upscale import ncnn_net
-from conftest import iou, photo
+from helpers import iou, photo
 
 
 @pytest.fixture(scope="module")

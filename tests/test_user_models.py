@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from assetline import models
-from test_bad_input import _can_drop_dac_capabilities, _drop_dac_capabilities
+from helpers import can_drop_dac_capabilities, drop_dac_capabilities
 
 CLI = Path(sys.executable).with_name("assetline")  # the installed console script
 CORRUPT = {
@@ -33,7 +33,7 @@ def assetline(*args: str, env: dict[str, str], user_models: Path, drop_dac: bool
     full.update(env, ASSETLINE_USER_MODELS=str(user_models), COLUMNS="200")
     return subprocess.run(  # noqa: PLW1509 - preexec_fn only calls prctl
         [str(CLI), *args], capture_output=True, text=True, env=full, timeout=600,
-        preexec_fn=_drop_dac_capabilities if drop_dac else None,
+        preexec_fn=drop_dac_capabilities if drop_dac else None,
     )  # fmt: skip
 
 
@@ -131,7 +131,7 @@ def test_an_unreadable_list_is_named_and_left_alone(tmp_path, pulled_models):
     assert_stops_with_one_line(added, where, "is a folder, not a file")
     assert where.is_dir() and not list(tmp_path.glob("*.corrupt-*"))
 
-    if os.geteuid() == 0 and not _can_drop_dac_capabilities():
+    if os.geteuid() == 0 and not can_drop_dac_capabilities():
         pytest.skip("root without CAP_SETPCAP: cannot make a file unreadable to the CLI")
     locked = tmp_path / "locked.yaml"
     locked.write_text("{}\n")

@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import REPO, api_healthy, free_port, photo, stop_group, wait_until
+from helpers import REPO, api_healthy, free_port, photo, stop_group, wait_until
+
+pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
 BOUND_S = 600  # against hangs only
 
