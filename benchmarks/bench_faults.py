@@ -48,7 +48,7 @@ def make_inputs(folder: Path) -> Path:
     from PIL import Image
     from skimage import data
 
-    from test_run_footage import make_clip
+    from helpers import make_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     Image.fromarray(data.chelsea()).resize((192, 128)).save(folder / "still.jpg", quality=90)
@@ -162,7 +162,7 @@ def trial_run(n: int, inputs: Path, full: float, home: Path, slot_dir: Path, bou
 
 
 def trial_serve(n: int, inputs: Path, bound: float) -> dict:
-    from test_serve import Serve
+    from helpers import Serve
 
     from assetline import slots
 
