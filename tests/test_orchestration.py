@@ -20,7 +20,7 @@ from prefect import flow, task
 from assetline.config import load_recipe
 from assetline.errors import BadInputError, OutputError
 from assetline.orchestration import configured, is_transient
-from helpers import REPO
+from helpers import REPO, wait_until
 
 SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
 
@@ -101,6 +101,29 @@ def test_heavy_steps_take_a_machine_slot_one_at_a_time(prefect_api, tmp_path, mo
     assert all(a_end <= b_start + 0.05 for (_, a_end), (b_start, _) in zip(ordered, ordered[1:])), ordered  # never overlapped
     assert seen and all(h.step == "transcribe" and h.slot == 0 and h.pid == os.getpid() and h.flow_run_name for h in seen)
     assert slots.holders() == []  # all given back
+
+    # What ops see in the UI's event feed: each take and release, naming the slot and the flow run.
+    from prefect.events.clients import get_events_client  # noqa: F401  (the events worker sends them)
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=30)
+    body = {"filter": {"event": {"prefix": ["assetline.slot."]}, "any_resource": {"id_prefix": ["assetline.slot.transcribe."]}},
+            "limit": 50}  # fmt: skip
+
+    def ours() -> list[dict]:
+        found = httpx.post(f"{prefect_api}/events/filter", json=body).json()["events"]
+        return [e for e in found if e["payload"].get("pid") == os.getpid()]
+
+    def counts() -> dict[str, int]:
+        names = [e["event"] for e in ours()]
+        return {n: names.count(n) for n in ("assetline.slot.acquired", "assetline.slot.released")}
+
+    try:  # events are delivered in the background: wait for all six
+        wait_until("three takes and three releases", lambda: min(counts().values()) >= 3, 60)
+    except AssertionError:
+        pytest.fail(f"slot events seen: {counts()}")
+    events = ours()
+    assert all(any(r["prefect.resource.role"] == "flow-run" for r in e["related"]) for e in events)
 
 
 def test_an_audio_run_carries_outputs_table_transcript_summary_and_finished_progress(prefect_api, tmp_path):

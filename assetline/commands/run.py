@@ -78,11 +78,11 @@ def run_with_progress(paths: list[Path], out_dir: Path, settings: Recipe) -> lis
             for result in plan.finished:
                 on_result(result)
             if not plan.todo:
-                return plan.finished  # everything up to date: no server started at all
+                return plan.in_order(plan.finished)  # everything up to date: no server started at all
             batch = Batch(out_dir, settings)
             with prefect_server(port=0, ui=False):
                 try:
-                    return plan.finished + batch.run(plan.todo, on_result)
+                    return plan.in_order(plan.finished + batch.run(plan.todo, on_result))
                 except Interrupted as exc:
                     stopped = batch.in_flight()
                     batch.cancel(f"assetline run was interrupted ({exc.signame})")

@@ -36,7 +36,7 @@ def failure_message(exc: BaseException, path: Path | None = None) -> str:
     the asset itself (a model, an output folder); others get their type.
     """
     if isinstance(exc, AssetlineError):
-        same = path is not None and exc.subject is not None and Path(exc.subject) == path
+        same = path is not None and exc.subject is not None and Path(exc.subject).absolute() == Path(path).absolute()
         return exc.cause if same or exc.subject is None else exc.line()
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else 'no message'}"

@@ -42,10 +42,15 @@ class Work:
 class Plan:
     todo: list[Work] = field(default_factory=list)
     finished: list[AssetResult] = field(default_factory=list)  # up to date, or refused at discovery
+    order: dict[Path, int] = field(default_factory=dict)  # each input's place in discovery order
 
     @property
     def total(self) -> int:
         return len(self.todo) + len(self.finished)
+
+    def in_order(self, results: list[AssetResult]) -> list[AssetResult]:
+        """`results` as the inputs were found (those refused at discovery first), however they finished."""
+        return sorted(results, key=lambda r: self.order.get(Path(r.source).absolute(), -1))
 
 
 def up_to_date(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult | None:
@@ -66,7 +71,8 @@ def plan_batch(paths: Iterable[Path], out_root: Path, recipe: Recipe) -> Plan:
     """
     clean_stale_staging(out_root)  # what a killed run left, even when every asset is now up to date
     files, problems = discover(paths, exclude=[out_root])
-    plan = Plan(finished=[AssetResult(p.subject or "?", "failed", message=p.cause) for p in problems])
+    plan = Plan(finished=[AssetResult(p.subject or "?", "failed", message=p.cause) for p in problems],
+                order={path.absolute(): i for i, (path, _) in enumerate(files)})  # fmt: skip
     for path, root in files:
         try:
             asset = identify(path, root)
@@ -189,7 +195,7 @@ def run_batch(
         on_result(r)
     if plan.todo:
         ensure_prefect_api()
-    return plan.finished + Batch(out_root, recipe).run(plan.todo, on_result)
+    return plan.in_order(plan.finished + Batch(out_root, recipe).run(plan.todo, on_result))
 
 
 def unique_content(todo: list[Work]) -> tuple[list[Work], list[AssetResult]]:
