@@ -38,6 +38,7 @@ class Asset:
     bytes: int
     reads: Path | None = None
     info: MediaInfo | None = None  # streams and duration of audio and video, probed once when opened
+    fingerprint: str = ""  # device, inode, size and mtime when hashed: the same file, unchanged, is not hashed again
 
     def __post_init__(self) -> None:
         if self.reads is None:
@@ -83,8 +84,12 @@ def identify(path: Path, root: Path | None = None) -> Asset:
         return replace(asset, reads=asset.path)
 
 
+def fingerprint_of(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
 @contextmanager
-def opened(path: Path, root: Path | None = None) -> Iterator[Asset]:
+def opened(path: Path, root: Path | None = None, known: tuple[str, str] | None = None) -> Iterator[Asset]:
     """The file at `path`, opened once, confined by its descriptor, hashed and probed from it; open until the block ends.
 
     Confinement is checked on what was opened, not on the name: the kernel's own
@@ -92,19 +97,28 @@ def opened(path: Path, root: Path | None = None) -> Iterator[Asset]:
     swapped in after discovery is refused, never followed. The path is made
     absolute first: ffmpeg and PyAV read a bare name such as `concat:a.wav|b.wav`
     or `pipe:0` as a protocol, not as the file of that name.
+
+    `known` is (sha256, fingerprint) from identifying the file earlier in this
+    run (`assetline run`'s plan, the batch): when the opened file still has that
+    fingerprint (same device and inode, size and modification time), its
+    sha256 is taken as known rather than computed again.
     """
     path = path.absolute()
     fd = _open_confined(path, root)
     try:
         reads = Path(f"/proc/{os.getpid()}/fd/{fd}")
-        size = os.fstat(fd).st_size
-        digest = _sha256_fd(path, fd) if size else ""
+        st = os.fstat(fd)
+        size, fingerprint = st.st_size, fingerprint_of(st)
+        if known is not None and known[1] == fingerprint:
+            digest = known[0]
+        else:
+            digest = _sha256_fd(path, fd) if size else ""
         try:
             kind = probe_kind(reads)  # raises for empty and unrecognised files
             info = probe(reads) if kind in ("video", "audio") else None
         except AssetlineError as exc:
             raise renamed(exc, reads, path) from None
-        yield Asset(path=path, sha256=digest, kind=kind, bytes=size, reads=reads, info=info)
+        yield Asset(path=path, sha256=digest, kind=kind, bytes=size, reads=reads, info=info, fingerprint=fingerprint)
     finally:
         os.close(fd)
 

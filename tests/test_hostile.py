@@ -364,3 +364,19 @@ def test_steps_decode_the_file_that_was_opened_and_hashed_whatever_is_swapped_in
         with Image.open(asset.reads) as img:
             assert img.size == (40, 30)  # still the one confined and hashed
         assert sha256_file(asset.reads) == sha
+
+
+def test_a_file_identified_earlier_in_the_run_is_not_hashed_again_unless_it_changed(tmp_path):
+    from assetline.assets import identify, opened
+    from assetline.storage import sha256_file
+
+    path = tmp_path / "still.png"
+    photo("coffee", (40, 30)).save(path)
+    first = identify(path, tmp_path)
+    marker = "f" * 64  # not the file's hash: seen only if the known one is taken as it is
+    with opened(path, tmp_path, known=(marker, first.fingerprint)) as again:
+        assert again.sha256 == marker  # the same inode, size and mtime: hashed once per run
+    with open(path, "ab") as fh:
+        fh.write(b"\0")  # changed since: size and mtime differ
+    with opened(path, tmp_path, known=(first.sha256, first.fingerprint)) as changed:
+        assert changed.sha256 == sha256_file(path) != first.sha256

@@ -48,8 +48,9 @@ def route(asset: Asset) -> Route:
 
 @flow(name="process-asset", flow_run_name=run_name, log_prints=True, persist_result=False)
 def process_asset(
-    path: str, out: str, recipe: dict | None = None, sha256: str | None = None, inbox: str | None = None
-) -> AssetResult:
+    path: str, out: str, recipe: dict | None = None, sha256: str | None = None, inbox: str | None = None,
+    fingerprint: str | None = None,
+) -> AssetResult:  # fmt: skip
     """Identify one file by its content and run its kind's steps into `out`.
 
     `inbox` is the folder the file must stay inside: the inbox deployment's
@@ -58,7 +59,8 @@ def process_asset(
     confined by its descriptor, then hashed and decoded from that descriptor
     alone (a symlink swapped in meanwhile is refused, not followed).
     `sha256` is what the announcer saw; the file is hashed again here, and
-    the outputs are named by what is actually there.
+    the outputs are named by what is actually there, unless `fingerprint`
+    (from the same run's plan) shows it is the very file, unchanged.
 
     A run that crashed (its process killed) is put back by the crash-retry
     automation (`orchestration.ensure_crash_retries`); past `run.crash_retries`
@@ -72,7 +74,8 @@ def process_asset(
         give_up_after_crashes(settings.run.crash_retries)
         if inbox:
             source = confine(path, inbox)
-        with opened(source, Path(inbox) if inbox else None) as asset:
+        known = (sha256, fingerprint) if sha256 and fingerprint else None
+        with opened(source, Path(inbox) if inbox else None, known) as asset:
             if sha256 and sha256 != asset.sha256:
                 logger.warning("%s changed since it was announced (sha256 %s, now %s)", source, sha256[:12], asset.sha256[:12])
             run_tags = [asset.kind] + ([f"recipe:{settings.section_sha256(asset.kind)[:8]}"] if asset.kind in ROUTES else [])

@@ -124,7 +124,8 @@ class Batch:
         with tags(self.tag):
             state = process_asset(
                 str(work.path.absolute()), str(self.out_root), self.recipe.model_dump(mode="json"),
-                work.asset.sha256 if work.asset else None, inbox=str(work.root), return_state=True,
+                work.asset.sha256 if work.asset else None, inbox=str(work.root),
+                fingerprint=work.asset.fingerprint if work.asset else None, return_state=True,
             )  # fmt: skip
         if state.is_completed():
             result = state.result()
@@ -242,6 +243,7 @@ def fan_out(todo: list[Work], inbox: Path, out_root: Path, recipe: Recipe, recip
     started: dict[UUID, Path] = {}
     for work in todo:
         parameters = {"path": work.path.relative_to(inbox).as_posix(), "sha256": work.asset.sha256 if work.asset else None,
+                      "fingerprint": work.asset.fingerprint if work.asset else None,
                       "out": str(out_root), "recipe": recipe_param, "inbox": str(inbox)}  # fmt: skip
         key = None
         if work.asset is not None:
