@@ -265,6 +265,7 @@ def render_frames(
         # Picture and sound move back by the file's start time, as ffmpeg does on the Lanczos path.
         start = Fraction(src.start_time or 0, 1_000_000)
         metadata = {k: v for k, v in src.metadata.items() if k != "encoder"}
+        duration = src.duration / av.time_base if src.duration else None  # for progress: no second probe
 
     with (
         av.open(str(source), metadata_errors="ignore") as sound,
@@ -296,7 +297,6 @@ def render_frames(
 
         video = None
         last_pts = None
-        duration = src.duration / av.time_base if src.duration else None  # the open container says: no second probe
         done_frames = 0
         for frame in decoded_frames(source, picture, denoise):
             done_frames += 1

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
@@ -87,6 +87,9 @@ def plan_batch(paths: Iterable[Path], out_root: Path, recipe: Recipe) -> Plan:
     return plan
 
 
+WAKE_S = 0.25  # how soon an interrupt is noticed however the kernel delivered it
+
+
 class Batch:
     """The flow runs of one `assetline run` (or direct batch), `recipe.run.concurrency` at a time.
 
@@ -108,14 +111,18 @@ class Batch:
         self._pool = ThreadPoolExecutor(max_workers=self.recipe.run.concurrency, thread_name_prefix="asset")
         self._running = {self._pool.submit(self._one, w): w for w in todo}
         results: dict[int, AssetResult] = {}
-        for fut in as_completed(list(self._running)):
-            work = self._running.pop(fut)
-            try:
-                result = fut.result()
-            except Exception as exc:  # a bug, not bad input: still only this asset fails
-                result = AssetResult(str(work.path), "failed", message=failure_message(exc, work.path))
-            results[id(work)] = result
-            on_result(result)
+        while self._running:
+            # A timed wait, not as_completed's endless one: a SIGTERM the kernel hands to another thread
+            # runs its Python handler only when this thread next runs, so it must wake up now and then.
+            finished, _ = wait(list(self._running), timeout=WAKE_S, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                work = self._running.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as exc:  # a bug, not bad input: still only this asset fails
+                    result = AssetResult(str(work.path), "failed", message=failure_message(exc, work.path))
+                results[id(work)] = result
+                on_result(result)
         self._pool.shutdown()
         return [results[id(w)] for w in todo]
 
