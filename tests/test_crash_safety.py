@@ -147,20 +147,24 @@ def test_a_second_slot_lets_two_run_and_a_third_waits(tmp_path, monkeypatch):
     import threading
 
     monkeypatch.setenv("ASSETLINE_SLOTS_DIR", str(tmp_path / "slots"))
-    inside, peak, lock = [], [0], threading.Lock()
+    inside, peak, lock, release = [], [0], threading.Lock(), threading.Event()
 
     def work(n: int) -> None:
         with slots.heavy_slot("transcribe", 2, asset=f"a{n}"):
             with lock:
                 inside.append(n)
                 peak[0] = max(peak[0], len(inside))
-            time.sleep(0.5)
+            release.wait(120)  # held until the test has seen who got in
             with lock:
                 inside.remove(n)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
+    wait_until("two holders", lambda: len(inside) == 2, 120, every=0.05)
+    time.sleep(1.0)  # the other two are polling for a slot meanwhile
+    assert len(inside) == 2 and len(slots.holders("transcribe")) == 2
+    release.set()
     for t in threads:
         t.join(timeout=120)
     assert peak[0] == 2 and slots.holders() == []

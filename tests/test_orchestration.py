@@ -6,6 +6,7 @@ All against the session's real Prefect server.
 from __future__ import annotations
 
 import errno
+from datetime import datetime, timezone
 import json
 import os
 import shutil
@@ -86,6 +87,7 @@ def test_heavy_steps_take_a_machine_slot_one_at_a_time(prefect_api, tmp_path, mo
     from assetline import slots
 
     monkeypatch.setenv("ASSETLINE_SLOTS_DIR", str(tmp_path / "slots"))
+    began = datetime.now(timezone.utc)
     spans.clear()
     threads = [threading.Thread(target=heavy_flow, args=(1.5,)) for _ in range(3)]
     for t in threads:
@@ -112,7 +114,7 @@ def test_heavy_steps_take_a_machine_slot_one_at_a_time(prefect_api, tmp_path, mo
 
     def ours() -> list[dict]:
         found = httpx.post(f"{prefect_api}/events/filter", json=body).json()["events"]
-        return [e for e in found if e["payload"].get("pid") == os.getpid()]
+        return [e for e in found if e["payload"].get("pid") == os.getpid() and datetime.fromisoformat(e["occurred"]) >= began]
 
     def counts() -> dict[str, int]:
         names = [e["event"] for e in ours()]
