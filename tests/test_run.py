@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from assetline.provenance import IPTC, SCHEMA
-from helpers import run_cli, tree_state
+from helpers import processes_with_env, run_cli, tree_state
 
 pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
@@ -177,20 +177,6 @@ def test_verify_of_nothing_is_a_usage_error(tmp_path):
     assert result.returncode == 2
 
 
-def _processes_with_env(key: str, value: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            env = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"{key}={value}".encode() in env:
-            found.append(int(proc.name))
-    return found
-
-
 def test_run_works_without_a_configured_server_and_leaves_no_process_behind(tmp_path):
     """No PREFECT_API_URL: one temporary local server carries the run and stops with it."""
     from helpers import photo
@@ -209,4 +195,4 @@ def test_run_works_without_a_configured_server_and_leaves_no_process_behind(tmp_
     m = json.loads(next((tmp_path / "out").glob("coffee-*/cutout.png.provenance.json")).read_text())
     assert m["run"]["flow_run_id"]
     # Three assets, two at a time: still exactly one temporary server, and it is gone now.
-    assert _processes_with_env("PREFECT_HOME", str(home)) == []
+    assert processes_with_env("PREFECT_HOME", str(home)) == []
