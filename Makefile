@@ -31,9 +31,11 @@ test: install test-deps
 test-quick: install
 	$(BIN)/python -m pytest -m "not slow"
 
+# Test data: Debian's Asterisk speech (en, it, ru, with transcripts), fetched, never installed.
 # The UI test drives Debian's headless Chromium. Installed when running as root (CI is);
 # elsewhere, without it, that one test is skipped and says why.
 test-deps:
+	@test -e tests/data/asterisk/.complete || { echo "fetching Debian's Asterisk speech for the subtitle tests"; bash tests/fetch_speech.sh tests/data/asterisk; }
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	      echo "installing chromium for the UI test"; \
