@@ -157,6 +157,8 @@ class VideoUpscaleOptions(UpscaleOptions):
 
     method: Literal["lanczos", "realesrgan"] = "lanczos"
     target_height: int | None = Field(None, ge=16, le=8640)  # instead of scale; width keeps the aspect
+    # ×scale, but never past this delivery height; a source at or above it keeps its size. null: no cap.
+    max_height: int | None = Field(2160, ge=16, le=8640)
 
 
 class EncodeOptions(_Strict):

@@ -163,17 +163,22 @@ def _even(x: float) -> int:
 
 
 def output_size(width: int, height: int, upscale: VideoUpscaleOptions) -> tuple[int, int]:
-    """Coded output size: ×scale, or `target_height` with the width that keeps the aspect; both even.
+    """Coded output size: ×scale capped at `max_height`, or `target_height`; the width keeps the aspect; both even.
 
-    The target height is the coded height: for phone footage stored sideways
-    with rotation metadata, the short side, as with "1080p".
+    Heights are coded heights: for phone footage stored sideways with rotation
+    metadata, the short side, as with "1080p". The cap never shrinks a source:
+    one at or above it keeps its size (4K stays 4K), one below it grows ×scale
+    up to the cap (1080p ×2 is 2160p; 1440p ×2 is 2160p too, not 2880p).
     """
     if not upscale.enabled:
         return _even(width), _even(height)
     if upscale.target_height:
         h = _even(upscale.target_height)
         return _even(width * h / height), h
-    return _even(width * upscale.scale), _even(height * upscale.scale)
+    h = height * upscale.scale
+    if upscale.max_height:
+        h = min(h, max(height, upscale.max_height))
+    return _even(width * h / height), _even(h)
 
 
 def _denoise_filters(denoise: DenoiseOptions) -> list[Filter]:

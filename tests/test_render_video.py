@@ -149,6 +149,30 @@ def test_target_height_keeps_the_aspect_ratio_with_an_even_width(rendered):
     assert steps[1].parameters["target_height"] == 100 and "scale" not in steps[1].parameters
 
 
+def test_the_upscale_stops_at_the_delivery_height(rendered):
+    out, steps = rendered("wide", max_height=80)  # 96x54 x2 would be 108 high
+    assert video_facts(out)["size"] == (142, 80)  # 96 * 80/54 = 142.2, even
+    assert steps[1].parameters["max_height"] == 80 and steps[1].parameters["output_size"] == [142, 80]
+
+
+def test_a_source_at_the_delivery_height_keeps_its_size(rendered):
+    out, steps = rendered("wide", max_height=54)  # "4K stays 4K"
+    assert video_facts(out)["size"] == (96, 54)
+
+
+@pytest.mark.parametrize(("size", "cap", "expected"), [
+    ((1920, 1080), 2160, (3840, 2160)),  # 1080p x2 reaches the cap exactly
+    ((2560, 1440), 2160, (3840, 2160)),  # 1440p x2 would be 2880p: capped
+    ((3840, 2160), 2160, (3840, 2160)),  # 4K stays 4K
+    ((4096, 2304), 2160, (4096, 2304)),  # above the cap: never shrunk
+    ((1280, 720), None, (2560, 1440)),   # no cap: plain x2
+])  # fmt: skip
+def test_output_size_caps_the_scale_at_max_height(size, cap, expected):
+    from assetline.video import output_size
+
+    assert output_size(*size, VideoUpscaleOptions(scale=2, max_height=cap)) == expected
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_an_anamorphic_sample_aspect_ratio_survives(clips, rendered, method):
     out, steps = rendered("anamorphic", method)

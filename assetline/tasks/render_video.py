@@ -104,7 +104,8 @@ def render_video(
     source_facts = {"source": picture.facts(vfr)}
     if upscale.enabled:
         params = {"method": upscale.method}
-        params.update({"target_height": upscale.target_height} if upscale.target_height else {"scale": upscale.scale})
+        params.update({"target_height": upscale.target_height} if upscale.target_height
+                      else {"scale": upscale.scale, "max_height": upscale.max_height})  # fmt: skip
         params.update(input_size=[picture.width, picture.height], output_size=list(size), **done.upscale)
         steps.append(record("upscale", done.upscaler, params | source_facts, done.model))
     transcode = {
