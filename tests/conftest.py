@@ -69,6 +69,47 @@ def no_network_attempted(network_guard: Path):
         pytest.fail(f"{len(new)} attempt(s) to reach the network: {shown}", pytrace=False)
 
 
+_SUBTITLES_SEEN: set[Path] = set()  # subtitle files checked after their test, or left alone by its marker
+
+
+@pytest.fixture(autouse=True)
+def subtitles_pass_the_rules(request):
+    """After each test, every subtitles*.srt/.vtt/.ttml under its tmp_path passes the broadcast rule checker
+    (tests/helpers/subtitle_rules.py), each broken rule counted in the file's sidecar; a test that writes
+    broken files on purpose opts out with `@pytest.mark.unchecked_subtitles`."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is None or not folder.exists():
+        return
+    from helpers.subtitle_rules import check_file, subtitle_files
+
+    files = subtitle_files(folder)
+    _SUBTITLES_SEEN.update(files)
+    if request.node.get_closest_marker("unchecked_subtitles"):
+        return
+    problems = [problem for path in files for problem in check_file(path)]
+    if problems:
+        pytest.fail("subtitles break the broadcast rules: " + " | ".join(problems[:5]), pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_subtitles_pass_the_rules(tmp_path_factory):
+    """At the end of the session, the same check for subtitle files in folders made by wider fixtures
+    (tmp_path_factory: a module's one run of `assetline run`), which no single test's tmp_path holds."""
+    yield
+    from helpers.subtitle_rules import check_file, subtitle_files
+
+    base = tmp_path_factory.getbasetemp()
+    problems = [
+        f"{path.relative_to(base)}: {problem}"
+        for path in subtitle_files(base)
+        if path not in _SUBTITLES_SEEN
+        for problem in check_file(path)
+    ]
+    if problems:
+        pytest.fail("subtitles break the broadcast rules: " + " | ".join(problems[:5]), pytrace=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def signing_keys() -> Path:
     """The session's development CA and signing key (`assetline keys init` into a temporary folder)."""

@@ -1,12 +1,13 @@
 """Subtitles from timed words, without Prefect: cue layout, timing rules and SRT/VTT writing, each its own module.
 
-`text` (words as shown), `layout` (line and cue breaks), `timing` (the millisecond
-and frame grid, gaps, durations, reading speed), `cues` (`build_cues` and its
-records) and `writing` (SubRip and WebVTT through pysubs2).
+`text` (words as shown), `layout` (per-language word lists in `lang/*.json`, the
+never-break rules and the cost-based planner of line and cue breaks), `timing`
+(the frame grid, gaps and their closing, durations, reading speed, shot changes),
+`cues` (`build_cues` and its records) and `writing` (the subtitle files).
 """
 
 from assetline.captions.cues import EXCEPTION_RULES, CueBuild, SubtitleCue, build_cues
-from assetline.captions.layout import break_quality
+from assetline.captions.words import NEUTRAL, available_languages, break_quality, never_break, word_list
 from assetline.captions.text import MAX_WORD_SECONDS, normalise_text
 from assetline.captions.writing import write_subtitles
 
@@ -15,8 +16,12 @@ __all__ = [
     "MAX_WORD_SECONDS",
     "CueBuild",
     "SubtitleCue",
+    "NEUTRAL",
+    "available_languages",
     "break_quality",
     "build_cues",
+    "never_break",
     "normalise_text",
+    "word_list",
     "write_subtitles",
 ]
