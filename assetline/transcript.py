@@ -31,8 +31,41 @@ class TranscriptModel(BaseModel):
     sha256: str
 
 
+def _words(segments: list[dict[str, Any]]) -> list[Word]:
+    return [Word(w["start"], w["end"], w["word"], w.get("probability", 1.0)) for seg in segments for w in seg.get("words", [])]
+
+
+class WindowLanguage(BaseModel):
+    """The language heard in one window of the sound (None: no speech in it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: float
+    end: float
+    speech_seconds: float  # after voice activity detection
+    language: str | None
+    probability: float | None
+
+
+class Translation(BaseModel):
+    """The speech translated by Whisper's translate task, timed as the original."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: str  # "en": Whisper translates into English only
+    segments: list[dict[str, Any]]
+
+    def words(self) -> list[Word]:
+        return _words(self.segments)
+
+
 class Transcript(BaseModel):
-    """The content of `transcript.json`."""
+    """The content of `transcript.json`.
+
+    `language` is the spoken language ("und" where no speech was found), `windows`
+    what each window of the sound was heard as, `flags` what a reviewer should look
+    at (`no_speech`, `language_uncertain`, `several_languages`, `language_assumed`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,10 +76,9 @@ class Transcript(BaseModel):
     model: TranscriptModel
     options: dict[str, Any]  # the options actually used (faster-whisper's TranscriptionOptions and ours)
     segments: list[dict[str, Any]]  # {start, end, text, words: [{start, end, word, probability}]}
+    windows: list[WindowLanguage] = []
+    flags: list[str] = []
+    translation: Translation | None = None
 
     def words(self) -> list[Word]:
-        return [
-            Word(w["start"], w["end"], w["word"], w.get("probability", 1.0))
-            for seg in self.segments
-            for w in seg.get("words", [])
-        ]
+        return _words(self.segments)

@@ -18,10 +18,14 @@ CORES = (
     "assetline.captions",
     "assetline.captions.cues",
     "assetline.captions.layout",
+    "assetline.captions.words",
     "assetline.captions.text",
     "assetline.captions.timing",
     "assetline.captions.writing",
     "assetline.audio_windows",
+    "assetline.glossary",
+    "assetline.languages",
+    "assetline.transcript",
     "assetline.video",
 )
 

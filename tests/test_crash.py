@@ -33,8 +33,8 @@ SPEECH = REPO / "tests" / "data" / "arctic_a0007.wav"
 OUTPUTS = {
     "a-still": ["cutout.png", "upscaled.png"],
     "b-still": ["cutout.png", "upscaled.png"],
-    "c-speech": ["subtitles.srt", "subtitles.vtt", "transcript.json"],
-    "d-clip": ["subtitles.srt", "subtitles.vtt", "transcript.json", "video.mp4"],
+    "c-speech": ["subtitles.srt", "subtitles.ttml", "subtitles.vtt", "transcript.json"],
+    "d-clip": ["subtitles.srt", "subtitles.ttml", "subtitles.vtt", "transcript.json", "video.mp4"],
 }
 KILL_DEADLINE = 600  # seconds: a bound for a hang, not a performance limit
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prefect import flow, task
 
-from assetline.config import load_recipe
+from assetline.recipes import load_recipe
 from assetline.errors import BadInputError, OutputError
 from assetline.orchestration import configured, is_transient
 from helpers import REPO, wait_until
@@ -147,9 +147,10 @@ def test_an_audio_run_carries_outputs_table_transcript_summary_and_finished_prog
     for a in artifacts:
         by_type.setdefault(a.type, []).append(a)
     table = json.loads(by_type["table"][0].data)
-    assert {row["file"] for row in table} == {"transcript.json", "subtitles.srt", "subtitles.vtt"}
+    assert {row["file"] for row in table} == {"transcript.json", "subtitles.srt", "subtitles.vtt", "subtitles.ttml"}
     markdown = by_type["markdown"][0].data
     assert "interview take 3.wav: done" in markdown and "**Transcript**" in markdown
+    assert "- language: en (detected, p " in markdown  # the language heard, and how sure
     assert "conclusion" in markdown.lower() or len(markdown.split("> ", 1)[1]) > 20  # the spoken words, excerpted
     progress = by_type["progress"]
     assert any(p.description.startswith("transcribe") and float(p.data) == 100.0 for p in progress)

@@ -26,10 +26,15 @@ from assetline.tasks.package import (
     FONTS_DIR,
     OUTPUT_NAME,
     force_style,
+    SubtitleTrack,
     package,
 )
 from assetline.captions import SubtitleCue, write_subtitles
 from assetline.tasks.subtitles import SRT_NAME, VTT_NAME
+
+# The cues here are written by hand to test muxing and drawing (one is hostile on purpose), not made by
+# the cue planner: the suite's broadcast-rule check of subtitle files does not apply to them.
+pytestmark = pytest.mark.unchecked_subtitles
 
 SIZE = (320, 180)
 FPS = 25
@@ -98,7 +103,8 @@ def streams(path: Path) -> dict[str, list]:
     with av.open(str(path)) as container:
         found: dict[str, list] = {}
         for s in container.streams:
-            facts = {"codec": s.codec_context.name, "language": s.metadata.get("language")}
+            facts = {"codec": s.codec_context.name, "language": s.metadata.get("language"),
+                     "forced": bool(s.disposition & av.stream.Disposition.forced)}  # fmt: skip
             if s.type == "audio":
                 facts["sample_rate"] = s.codec_context.sample_rate
                 facts["duration"] = float(s.duration * s.time_base) if s.duration else None
@@ -161,7 +167,8 @@ def test_video_mp4_copies_the_picture_and_adds_aac_sound_and_a_language_tagged_s
     assert params["video"]["action"] == "copy"
     assert params["audio"] == {"source": "audio.normalized.flac", "codec": "aac", "bitrate": "192k",
                                "sample_rate": 48_000, "action": "encode"}  # fmt: skip
-    assert params["subtitles"] == {"codec": "mov_text", "language": "fra", "cues": 2, "source": SRT_NAME}
+    assert params["subtitles"] == [{"codec": "mov_text", "language": "fra", "cues": 2, "source": SRT_NAME,
+                                    "default": True, "forced": False}]  # fmt: skip
     assert params["faststart"] is True
     # The track's words were written by a speech model: the file is a composite.
     assert record.digital_source_type == "compositeWithTrainedAlgorithmicMedia"
@@ -321,3 +328,45 @@ def test_a_sound_file_without_sound_is_bad_input(tmp_path):
 def test_the_shipped_font_folder_holds_only_fonts_and_the_license_ships_beside_it():
     assert sorted(p.name for p in FONTS_DIR.iterdir()) == [FONT_FILE]  # libass loads every file there
     assert "Bitstream Vera" in (FONTS_DIR.parent / "LICENSE_DEJAVU").read_text()
+
+
+SPANISH = (
+    SubtitleCue(1.0, 2.0, ("El rápido zorro marrón salta",)),
+    SubtitleCue(2.5, 3.5, ("sobre el perro perezoso",)),
+)
+
+
+def two_languages(folder: Path) -> list[SubtitleTrack]:
+    """Spanish speech (the spoken language, first) and its English translation, as the subtitles step writes them."""
+    write_subtitles(SPANISH, folder / "subtitles.srt", folder / "subtitles.vtt")
+    write_subtitles(CUES, folder / "subtitles.en.srt", folder / "subtitles.en.vtt")
+    return [SubtitleTrack(folder / "subtitles.srt", "es"), SubtitleTrack(folder / "subtitles.en.srt", "en")]
+
+
+def test_video_mp4_carries_one_track_per_language_tagged_iso_639_2_none_forced(tmp_path):
+    picture = make_picture(tmp_path / "picture.mp4")
+    [record] = package.fn(picture, tmp_path, None, two_languages(tmp_path), PackageOptions(), FAST)
+    found = streams(tmp_path / OUTPUT_NAME)["subtitle"]
+    assert [(s["codec"], s["language"]) for s in found] == [("mov_text", "spa"), ("mov_text", "eng")]
+    assert not any(s["forced"] for s in found)
+    assert [(t["default"], t["forced"]) for t in record.parameters["subtitles"]] == [(True, False), (False, False)]
+    assert [t["language"] for t in record.parameters["subtitles"]] == ["spa", "eng"]
+    assert record.parameters["streams"] == ["video", "subtitles", "subtitles"]
+    # each track holds its own language's cues
+    for index, cues in ((0, SPANISH), (1, CUES)):
+        extracted = tmp_path / f"track{index}.srt"
+        run_ffmpeg(["-i", str(tmp_path / OUTPUT_NAME), "-map", f"0:s:{index}", "-f", "srt", str(extracted)], extracted)
+        assert pysubs2.load(str(extracted), format_="srt")[0].plaintext == cues[0].lines[0]
+
+
+def test_burn_in_draws_the_language_burn_in_language_names(tmp_path, no_system_fonts):
+    picture = make_picture(tmp_path / "picture.mp4")
+    tracks = two_languages(tmp_path)
+    _, english = package.fn(picture, tmp_path, None, tracks, PackageOptions(burn_in=True, burn_in_language="en"), FAST)
+    assert (english.parameters["subtitles"]["source"], english.parameters["subtitles"]["language"]) == ("subtitles.en.srt", "eng")
+    english_ink = (frame_at(tmp_path / BURNED_NAME, DURING_FIRST_CUE) > BRIGHT).sum()
+    _, spoken = package.fn(picture, tmp_path, None, tracks, BURN, FAST)
+    assert spoken.parameters["subtitles"]["language"] == "spa"  # default: the spoken language
+    spanish_ink = (frame_at(tmp_path / BURNED_NAME, DURING_FIRST_CUE) > BRIGHT).sum()
+    assert english_ink > MANY and spanish_ink > MANY
+    assert english_ink > spanish_ink  # the English first cue is the longer line

@@ -45,7 +45,7 @@ def test_audio_is_routed_by_content_and_every_output_has_a_sidecar(audio_run):
     for stem in ("arctic_a0007", "silence"):
         names = sorted(p.name for p in folder_of(out, stem).iterdir())
         assert names == sorted(  # text can't hold a C2PA manifest: each has its manifest store beside it
-            f"{n}{s}" for n in ("transcript.json", "subtitles.srt", "subtitles.vtt") for s in ("", ".c2pa", ".provenance.json")
+            f"{n}{s}" for n in ("transcript.json", "subtitles.srt", "subtitles.vtt", "subtitles.ttml") for s in ("", ".c2pa", ".provenance.json")
         )
     assert tree_state(inputs) == before
 
@@ -73,12 +73,12 @@ def test_subtitle_manifest_names_the_transcript_and_the_model(audio_run):
     m = json.loads((folder / "subtitles.srt.provenance.json").read_text())
     assert [s["name"] for s in m["steps"]] == ["normalize_loudness", "transcribe", "subtitles"]
     heard = next(s for s in m["steps"] if s["name"] == "transcribe")
-    assert heard["model"]["name"] == "whisper-tiny.en"
+    assert heard["model"]["name"] == "whisper-base"  # the default model
     loud = m["steps"][0]["parameters"]
     assert loud["silent"] is False and abs(loud["output"]["integrated_lufs"] - (-23.0)) <= 1.0
     assert {i["role"]: i["path"] for i in m["inputs"]}["intermediate"] == "transcript.json"
     assert m["ai_disclosure"]["digital_source_type"] == IPTC + "trainedAlgorithmicMedia"
-    assert "whisper-tiny.en" in m["ai_disclosure"]["statement"]
+    assert "whisper-base" in m["ai_disclosure"]["statement"]
 
 
 def test_audio_outputs_verify_and_a_rerun_touches_nothing(audio_run, prefect_api):

@@ -69,7 +69,7 @@ def test_video_manifest_names_every_step_in_order(footage_run):
     assert {i["path"] for i in m["inputs"] if i["role"] == "intermediate"} == {"subtitles.srt"}
     # captured picture and sound, plus subtitle text the speech model wrote: a composite, naming the model
     assert m["ai_disclosure"]["digital_source_type"].endswith("/compositeWithTrainedAlgorithmicMedia")
-    assert m["ai_disclosure"]["models"] == ["whisper-tiny.en"]
+    assert m["ai_disclosure"]["models"] == ["whisper-base"]  # the default model
     loud = next(s for s in m["steps"] if s["name"] == "normalize_loudness")["parameters"]
     assert json.dumps(loud)  # measured input and output loudness are recorded
     assert run_cli("verify", str(out), api_url=None).returncode == 0

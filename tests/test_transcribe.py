@@ -7,7 +7,6 @@ The speech is 28.7 s of LibriVox and CMU ARCTIC clips that PyPI packages ship
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 import wave
@@ -24,39 +23,14 @@ from assetline.errors import BadInputError, DeviceError, RecipeError
 from assetline.storage import sha256_file
 from assetline.tasks.transcribe import OUTPUT_NAME, transcribe, whisper_model
 from assetline.transcript import Transcript
+from helpers.speech import word_error_rate
+
+# These tests are about tiny.en, the fast English model (the multilingual default has tests/test_languages.py).
+TINY = TranscribeOptions(model="whisper-tiny.en")
 
 DATA = Path(__file__).parent / "data"
 RATE = 16_000
 PAUSE_S = 0.5
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level Levenshtein distance over the reference's word count.
-
-    Both sides are normalised first: lower case, punctuation dropped, hyphens
-    split words ("ill-disposed" = "ill disposed"), and "mr"/"mrs"/"dr" spelled
-    out, so only real recognition errors count.
-    """
-    ref, hyp = _normalised_words(reference), _normalised_words(hypothesis)
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i]
-        for j, h in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1] / len(ref)
-
-
-_SPELLED_OUT = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
-
-
-def _normalised_words(text: str) -> list[str]:
-    text = text.lower().replace("-", " ")
-    text = re.sub(r"[^\w\s']", " ", text)
-    words = [w.strip("'") for w in text.split()]
-    return [_SPELLED_OUT.get(w, w) for w in words if w]
 
 
 def write_wav(path: Path, samples: np.ndarray) -> Path:
@@ -111,7 +85,7 @@ def transcribed(speech, tmp_path_factory):
     whisper_model("whisper-tiny.en", "cpu", "int8", 0)  # load outside the timing
     out = tmp_path_factory.mktemp("out")
     started = time.perf_counter()
-    record = transcribe.fn(path, out)
+    record = transcribe.fn(path, out, TINY)
     elapsed = time.perf_counter() - started
     return record, read_transcript(out), elapsed
 
@@ -189,7 +163,7 @@ def test_step_record_names_tool_model_and_what_was_used(transcribed):
 
 def test_pure_silence_gives_a_valid_transcript_with_no_segments(tmp_path):
     silence = write_wav(tmp_path / "silence.wav", np.zeros(5 * RATE, dtype="<i2"))
-    record = transcribe.fn(silence, tmp_path)
+    record = transcribe.fn(silence, tmp_path, TINY)
     transcript = Transcript.model_validate(json.loads((tmp_path / OUTPUT_NAME).read_text(encoding="utf-8")))
     assert transcript.segments == [] and transcript.words() == []
     assert transcript.duration == pytest.approx(5.0)
@@ -200,7 +174,7 @@ def test_speech_inside_a_compressed_container_is_transcribed(tmp_path):
     source, reference = clips()[-1]
     m4a = tmp_path / "clip.m4a"
     ffmpeg("-i", str(source), "-c:a", "aac", "-b:a", "64k", str(m4a))
-    transcribe.fn(m4a, tmp_path)
+    transcribe.fn(m4a, tmp_path, TINY)
     transcript = read_transcript(tmp_path)
     assert word_error_rate(reference, heard(transcript)) <= 0.15
 
@@ -209,8 +183,8 @@ def test_whisper_model_loads_once_per_process(tmp_path):
     first = whisper_model("whisper-tiny.en", "cpu", "int8", 0)
     assert whisper_model("whisper-tiny.en", "cpu", "int8", 0) is first
     silence = write_wav(tmp_path / "silence.wav", np.zeros(RATE, dtype="<i2"))
-    transcribe.fn(silence, tmp_path)
-    transcribe.fn(silence, tmp_path)
+    transcribe.fn(silence, tmp_path, TINY)
+    transcribe.fn(silence, tmp_path, TINY)
     loaded = [k for k in models.sessions.items if k[:2] == ("whisper", "whisper-tiny.en") and k[3:5] == ("cpu", "int8")
               and k[-1] == models.threads_per_asset()]  # one per thread count: an earlier batch may have left another
     assert len(loaded) == 1 and models.sessions.items[loaded[0]] is first
@@ -220,7 +194,7 @@ def test_auto_device_uses_cuda_only_when_ctranslate2_sees_it(tmp_path):
     import ctranslate2
 
     silence = write_wav(tmp_path / "silence.wav", np.zeros(RATE, dtype="<i2"))
-    record = transcribe.fn(silence, tmp_path, TranscribeOptions(device="auto"))
+    record = transcribe.fn(silence, tmp_path, TranscribeOptions(model="whisper-tiny.en", device="auto"))
     expected = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
     assert record.parameters["device"] == "auto" and record.parameters["device_used"] == expected
 
@@ -232,7 +206,7 @@ def test_cuda_without_a_cuda_device_is_a_clear_error(tmp_path):
         pytest.skip("this machine has a CUDA device")
     silence = write_wav(tmp_path / "silence.wav", np.zeros(RATE, dtype="<i2"))
     with pytest.raises(DeviceError, match="no CUDA device") as err:
-        transcribe.fn(silence, tmp_path, TranscribeOptions(device="cuda"))
+        transcribe.fn(silence, tmp_path, TranscribeOptions(model="whisper-tiny.en", device="cuda"))
     assert "device=cuda" in str(err.value)
     assert not (tmp_path / OUTPUT_NAME).exists()
 
@@ -249,7 +223,7 @@ def test_a_compute_type_the_device_lacks_is_an_error_not_a_silent_conversion():
 def test_an_english_only_model_refuses_another_language(tmp_path):
     silence = write_wav(tmp_path / "silence.wav", np.zeros(RATE, dtype="<i2"))
     with pytest.raises(RecipeError, match="English-only") as err:
-        transcribe.fn(silence, tmp_path, TranscribeOptions(language="de"))
+        transcribe.fn(silence, tmp_path, TranscribeOptions(model="whisper-tiny.en", language="de"))
     assert "whisper-tiny.en" in str(err.value) and "'de'" in str(err.value)
     assert not (tmp_path / OUTPUT_NAME).exists()
 
@@ -257,28 +231,32 @@ def test_an_english_only_model_refuses_another_language(tmp_path):
 def test_an_unknown_language_code_is_a_recipe_error(tmp_path):
     silence = write_wav(tmp_path / "silence.wav", np.zeros(RATE, dtype="<i2"))
     with pytest.raises(RecipeError, match="not a language Whisper knows"):
-        transcribe.fn(silence, tmp_path, TranscribeOptions(language="english"))
+        transcribe.fn(silence, tmp_path, TranscribeOptions(model="whisper-tiny.en", language="english"))
 
 
 def test_no_language_on_an_english_only_model_means_english(tmp_path):
     source, reference = clips()[-1]
-    record = transcribe.fn(source, tmp_path, TranscribeOptions(language=None))
+    record = transcribe.fn(source, tmp_path, TranscribeOptions(model="whisper-tiny.en", language=None))
     transcript = read_transcript(tmp_path)
     assert transcript.language == "en" and record.parameters["language_used"] == "en"
     assert record.parameters["language"] is None  # the recipe's choice, kept apart from what was used
     assert word_error_rate(reference, heard(transcript)) <= 0.15
+    # English-only: nothing was detected, and the record says so (no probability is made up)
+    assert transcript.flags == ["language_assumed"] and transcript.language_probability is None
+    assert "English-only" in record.parameters["language_note"]
+    assert transcript.translation is None
 
 
 def test_a_file_without_sound_is_bad_input_with_a_clear_message(tmp_path):
     video = tmp_path / "silent-film.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=5", "-t", "1", "-pix_fmt", "yuv420p", str(video))
     with pytest.raises(BadInputError, match="no audio stream") as err:
-        transcribe.fn(video, tmp_path)
+        transcribe.fn(video, tmp_path, TINY)
     assert str(video) in str(err.value)
     text = tmp_path / "notes.wav"
     text.write_text("not sound at all")
     with pytest.raises(BadInputError):
-        transcribe.fn(text, tmp_path)
+        transcribe.fn(text, tmp_path, TINY)
     assert not (tmp_path / OUTPUT_NAME).exists()
 
 
@@ -306,7 +284,7 @@ def test_another_registered_whisper_folder_is_chosen_by_name(tmp_path, monkeypat
 def test_long_audio_is_transcribed_a_window_at_a_time_with_times_kept(speech, tmp_path):
     """Windows of 10 s (cut at quiet moments) give the same words at the same times as one pass."""
     path, reference, seconds = speech
-    record = transcribe.fn(path, tmp_path, TranscribeOptions(window_seconds=10))
+    record = transcribe.fn(path, tmp_path, TranscribeOptions(model="whisper-tiny.en", window_seconds=10))
     transcript = read_transcript(tmp_path)
     assert word_error_rate(reference, heard(transcript)) <= 0.15
     words = transcript.words()

@@ -178,10 +178,46 @@ def asset_summary(result, source: Path) -> tuple[list[dict], str]:
         before, after = _thumbnail(source), _thumbnail(out_dir / picture)
         if before and after:
             lines += ["", "| before | after |", "| --- | --- |", f"| ![source]({before}) | ![{picture}]({after}) |"]
+    lines += _language_lines(manifests)
     excerpt = _excerpt(out_dir) if "transcript.json" in result.outputs else None
     if excerpt:
         lines += ["", "**Transcript** (excerpt):", "", "> " + _cell(excerpt)]
+    lines += _forbidden_lines(manifests)
     return rows, "\n".join(lines) + "\n"
+
+
+def _step_parameters(manifests: dict[str, dict], output: str, step: str) -> dict:
+    for s in manifests.get(output, {}).get("steps", []):
+        if s.get("name") == step:
+            return s.get("parameters") or {}
+    return {}
+
+
+def _language_lines(manifests: dict[str, dict]) -> list[str]:
+    """The language heard (and how sure), the translation, and what the transcription flagged for review."""
+    heard = _step_parameters(manifests, "transcript.json", "transcribe")
+    if not heard.get("language_used"):
+        return []
+    how = "detected" if heard.get("language_detected") else "given"
+    sure = heard.get("language_probability")
+    line = f"- language: {_cell(str(heard['language_used']))} ({how}" + (f", p {sure:.2f}" if sure is not None else "") + ")"
+    if heard.get("translation"):
+        line += "; English translation in subtitles.en.*"
+    out = [line]
+    if heard.get("flags"):
+        out.append("- **for review:** " + ", ".join(_cell(str(f)) for f in heard["flags"]))
+    return out
+
+
+def _forbidden_lines(manifests: dict[str, dict]) -> list[str]:
+    """Each cue holding a forbidden term, per subtitle language (from the SRTs' subtitles steps)."""
+    out = []
+    for name in sorted(n for n in manifests if n.endswith(".srt")):
+        flagged = [c for c in _step_parameters(manifests, name, "subtitles").get("forbidden") or [] if isinstance(c, dict)]
+        if flagged:
+            out += ["", f"**Forbidden terms** in {len(flagged)} cue(s) of {_cell(name)}:", ""]
+            out += [f"- cue {c['cue']} at {c['start']:.2f} s ({', '.join(map(_cell, c['terms']))}): {_cell(c['text'])}" for c in flagged]
+    return out
 
 
 def report_asset(result, source: Path) -> None:

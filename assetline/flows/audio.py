@@ -7,8 +7,10 @@ under `OUT/<stem>-<sha8>/`:
   transcript.json   segments and words with times and probabilities (faster-whisper)
   subtitles.srt     cues built to broadcast timing rules
   subtitles.vtt     the same cues as WebVTT
+  subtitles.ttml    the same cues as TTML (IMSC 1.1 Text)
+  subtitles.en.*    the English translation's, when the speech is not English
 and next to each its `.provenance.json`. Pure silence gives a transcript with
-no segments and valid, empty subtitle files.
+no segments (flagged `no_speech`) and valid, empty subtitle files.
 
 Run on its own: `python -m assetline.flows.audio FILE [OUT]` (a process-asset run).
 """
@@ -23,7 +25,8 @@ from assetline.config import Recipe
 from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, source_ref
 from assetline.orchestration import configured
 
-TRANSCRIPT, SRT, VTT = "transcript.json", "subtitles.srt", "subtitles.vtt"
+TRANSCRIPT, SRT, VTT, TTML = "transcript.json", "subtitles.srt", "subtitles.vtt", "subtitles.ttml"
+TRANSLATED = ("subtitles.en.srt", "subtitles.en.vtt", "subtitles.en.ttml")  # only when the speech is not English
 
 
 def audio_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
@@ -31,7 +34,7 @@ def audio_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
     audio = recipe.audio
     if not audio.transcribe.enabled:
         return []
-    return [TRANSCRIPT, SRT, VTT] if audio.subtitles.enabled else [TRANSCRIPT]
+    return [TRANSCRIPT, SRT, VTT, TTML] if audio.subtitles.enabled else [TRANSCRIPT]
 
 
 def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult:
@@ -55,11 +58,12 @@ def run_audio_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
         made = [Made(transcript, [source_ref(asset)], list(steps))]
         if audio.subtitles.enabled:
             inputs = [source_ref(asset), intermediate_ref(transcript)]
-            for cue_step in subtitles(transcript, stage, audio.subtitles):
+            for cue_step in subtitles(transcript, stage, audio.subtitles, None, audio.transcribe.forbidden):
                 made.append(Made(stage / cue_step.output, inputs, steps + [cue_step]))
         return made
 
-    return produce(asset, out_root, recipe, audio_outputs(recipe), {TRANSCRIPT, SRT, VTT}, make)
+    every = {TRANSCRIPT, SRT, VTT, TTML, *TRANSLATED}
+    return produce(asset, out_root, recipe, audio_outputs(recipe), every, make)
 
 
 if __name__ == "__main__":

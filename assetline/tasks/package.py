@@ -1,16 +1,18 @@
 """Packaging: the finished picture, the normalised sound and the subtitles in one `video.mp4`.
 
 `video.mp4` copies the picture's video stream untouched, carries the sound as
-AAC and the subtitles as a soft mov_text track tagged with their language; on
-request `video.burned.mp4` has the subtitles drawn into the picture by libass,
-in the font the project ships.
+AAC and the subtitles as soft mov_text tracks, one per language, each tagged
+with its ISO 639-2 code (spa, eng) and none forced on; on request
+`video.burned.mp4` has one language's subtitles drawn into the picture by
+libass, in the font the project ships.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pysubs2
 from prefect import task
@@ -19,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from assetline.config import EncodeOptions, PackageOptions
 from assetline.errors import BadInputError
 from assetline.ffmpeg import ffmpeg_python, run_ffmpeg
+from assetline.languages import iso639_2
 from assetline.media import MediaInfo, probe
 from assetline.provenance import StepRecord, ToolRef, utc_now
 from assetline.storage import atomic_path, sha256_file
@@ -56,6 +59,13 @@ BURN_IN_STYLE: dict[str, str | int | float] = {
 }
 
 
+class SubtitleTrack(NamedTuple):
+    """One language's cues for a soft track: the SRT, and its ISO 639-2 code (or a Whisper code: `es` -> `spa`)."""
+
+    srt: Path
+    language: str
+
+
 @dataclass(frozen=True)
 class _Stream:
     """How one stream gets into an output: the ffmpeg-python stream mapped, its output options, what provenance records."""
@@ -86,19 +96,46 @@ def _sound(picture: Path, picture_in: Any, picture_info: MediaInfo, audio: Path 
     return _Stream(own_sound, encode, {"source": picture.name, **encoded})
 
 
-def _soft_track(srt: Path | None, cues: int, options: PackageOptions) -> _Stream:
-    """The cues as a mov_text track tagged with their language, when there are any and the recipe wants it."""
-    if srt is None:
-        return _Stream(note="no subtitles given")
+def _tracks(subtitles: Path | Sequence[SubtitleTrack] | None, options: PackageOptions) -> list[SubtitleTrack]:
+    """The tracks to carry: a lone SRT is tagged `options.subtitle_language`; languages become ISO 639-2."""
+    if subtitles is None:
+        return []
+    if isinstance(subtitles, Path):
+        return [SubtitleTrack(subtitles, options.subtitle_language)]
+    return [SubtitleTrack(Path(t.srt), iso639_2(t.language)) for t in subtitles]
+
+
+def _soft_tracks(tracks: list[SubtitleTrack], cues: list[int], options: PackageOptions) -> tuple[list[_Stream], list[str]]:
+    """One mov_text stream per track with cues, tagged with its language, when the recipe wants them; and the notes."""
+    if not tracks:
+        return [], ["no subtitles given"]
     if not options.soft_subtitles:
-        return _Stream(note="soft subtitles off in the recipe")
-    if cues == 0:
-        return _Stream(note=f"{srt.name} has no cues: no subtitle track")
-    return _Stream(
-        ffmpeg_python.input(str(srt.resolve()), f="srt")["s:0"],
-        {"c:s": "mov_text", "metadata:s:s:0": f"language={options.subtitle_language}"},
-        {"codec": "mov_text", "language": options.subtitle_language, "cues": cues, "source": srt.name},
-    )
+        return [], ["soft subtitles off in the recipe"]
+    streams, notes = [], []
+    for track, count in zip(tracks, cues):
+        if count == 0:
+            notes.append(f"{track.srt.name} has no cues: no subtitle track")
+            continue
+        i = len(streams)
+        # No track is forced. The MP4 muxer itself marks the first track of each kind enabled
+        # (players read it as the default one) whatever the dispositions say: recorded as such.
+        streams.append(_Stream(
+            ffmpeg_python.input(str(track.srt.resolve()), f="srt")["s:0"],
+            {"c:s": "mov_text", f"metadata:s:s:{i}": f"language={track.language}", f"disposition:s:{i}": "0"},
+            {"codec": "mov_text", "language": track.language, "cues": count, "source": track.srt.name,
+             "default": i == 0, "forced": False},
+        ))  # fmt: skip
+    return streams, notes
+
+
+def _burn_in_track(tracks: list[SubtitleTrack], options: PackageOptions) -> SubtitleTrack | None:
+    """The track burn-in draws: the first (the spoken language's), or the one `burn_in_language` names."""
+    if not tracks:
+        return None
+    if options.burn_in_language is None:
+        return tracks[0]
+    wanted = iso639_2(options.burn_in_language)
+    return next((t for t in tracks if t.language == wanted), None)
 
 
 def count_cues(srt: Path) -> int:
@@ -143,7 +180,7 @@ def package(
     picture: Path,
     dest_dir: Path,
     audio: Path | None,
-    subtitles_srt: Path | None,
+    subtitles_srt: Path | Sequence[SubtitleTrack] | None,
     options: PackageOptions = PackageOptions(),
     encode: EncodeOptions = EncodeOptions(),
 ) -> list[StepRecord]:
@@ -157,11 +194,14 @@ def package(
             loudness step), encoded as AAC 192 kb/s, 48 kHz. None keeps the picture's
             own sound (copied when it is AAC, else encoded the same way), or none.
         subtitles_srt: cues from the subtitles step, whose writer has already made
-            the text literal (no styling or positioning codes). None, or a file with
-            no cues, gives no subtitle track and nothing drawn.
-        options: `soft_subtitles` (default on) adds a mov_text track tagged
-            `subtitle_language` (ISO 639-2, default "eng"); `burn_in` (default off)
-            also writes `video.burned.mp4` when `subtitles_srt` is given.
+            the text literal (no styling or positioning codes): one SRT (tagged
+            `options.subtitle_language`), or `SubtitleTrack`s, one per language
+            (the spoken one first). None, or files with no cues, give no track.
+        options: `soft_subtitles` (default on) adds one mov_text track per
+            language, tagged ISO 639-2, none forced (the muxer marks the first
+            one the default); `burn_in` (default off) also writes
+            `video.burned.mp4`, drawing the track `burn_in_language` names
+            (default: the first).
         encode: libx264 `crf` (default 18) and `preset` (default "medium") for the
             re-encode burn-in needs.
 
@@ -172,47 +212,48 @@ def package(
     """
     started = utc_now()
     picture_info = _inputs_readable(picture, audio)
-    cues = count_cues(subtitles_srt) if subtitles_srt is not None else 0
+    tracks = _tracks(subtitles_srt, options)
+    cues = [count_cues(t.srt) for t in tracks]
     tool = ffmpeg_tool()
     video_codec = picture_info.video.codec  # type: ignore[union-attr]  # checked above
 
     # video.mp4: the picture, then the sound, then the subtitles.
     picture_in = ffmpeg_python.input(str(picture.resolve()))
     sound = _sound(picture, picture_in, picture_info, audio)
-    track = _soft_track(subtitles_srt, cues, options)
+    soft, notes = _soft_tracks(tracks, cues, options)
+    track_options = {k: v for t in soft for k, v in t.options.items()}
     _write_mp4(
         dest_dir / OUTPUT_NAME,
-        [picture_in["v:0"], *sound.mapped, *track.mapped],
-        {"c:v": "copy", **sound.options, **track.options},
+        [picture_in["v:0"], *sound.mapped, *[m for t in soft for m in t.mapped]],
+        {"c:v": "copy", **sound.options, **track_options},
     )
     parameters: dict[str, Any] = {
-        "streams": ["video"] + (["audio"] if sound.parameters else []) + (["subtitles"] if track.parameters else []),
+        "streams": ["video"] + (["audio"] if sound.parameters else []) + ["subtitles"] * len(soft),
         "video": {"codec": video_codec, "action": "copy", "source": picture.name},
         "audio": sound.parameters,
-        "subtitles": track.parameters,
+        "subtitles": [t.parameters for t in soft] or None,
         "faststart": True,
     }
-    if track.note:
-        parameters["subtitles_note"] = track.note
-    if options.burn_in and subtitles_srt is None:
+    if notes:
+        parameters["subtitles_note"] = "; ".join(notes)
+    burned = _burn_in_track(tracks, options)
+    if options.burn_in and not tracks:
         parameters["burn_in_note"] = f"no subtitles to draw: no {BURNED_NAME}"
+    elif options.burn_in and burned is None:
+        parameters["burn_in_note"] = (
+            f"no {options.burn_in_language} subtitles (have: {', '.join(t.language for t in tracks)}): "
+            f"{BURNED_NAME} has nothing drawn"
+        )
     # A mux changes no pixel or sample. With a subtitle track the file joins captured
     # picture and text a speech model wrote: IPTC's composite type. Without one, the step
     # adds nothing of its own ("digitalCapture", the lowest in the ordering), so the
     # manifest's disclosure comes from the steps that did change the media.
-    records = [
-        StepRecord(
-            name="package",
-            tool=tool,
-            parameters=parameters,
-            started_at=started,
-            ended_at=utc_now(),
-            digital_source_type="compositeWithTrainedAlgorithmicMedia" if track.parameters else "digitalCapture",
-            output=OUTPUT_NAME,
-        )
-    ]
-    if options.burn_in and subtitles_srt is not None:
-        records.append(_burn_in(picture, picture_info, dest_dir, audio, subtitles_srt, cues, encode, tool))
+    kind = "compositeWithTrainedAlgorithmicMedia" if soft else "digitalCapture"
+    records = [StepRecord.finished("package", tool, started, kind, OUTPUT_NAME, parameters)]
+    if options.burn_in and tracks:
+        drawn = burned or tracks[0]
+        count = cues[tracks.index(drawn)] if burned is not None else 0
+        records.append(_burn_in(picture, picture_info, dest_dir, audio, drawn.srt, count, encode, tool, drawn.language))
     return records
 
 
@@ -225,6 +266,7 @@ def _burn_in(
     cues: int,
     encode: EncodeOptions,
     tool: ToolRef,
+    language: str | None = None,
 ) -> StepRecord:
     """`video.burned.mp4`: the picture re-encoded with the cues drawn in, the sound as in `video.mp4`.
 
@@ -253,6 +295,7 @@ def _burn_in(
         "subtitles": {
             "filter": "subtitles (libass)",
             "source": subtitles_srt.name,
+            "language": language,
             "cues": cues,
             "font": {"name": FONT_NAME, "file": FONT_FILE, "sha256": sha256_file(FONTS_DIR / FONT_FILE)},
             "style": BURN_IN_STYLE,
@@ -263,12 +306,5 @@ def _burn_in(
         parameters["subtitles_note"] = "no cues: nothing drawn"
     # Drawn-in text a speech model wrote, on captured pictures: a composite. With nothing
     # drawn this is a plain re-encode, which adds no type of its own.
-    return StepRecord(
-        name="burn_in",
-        tool=tool,
-        parameters=parameters,
-        started_at=started,
-        ended_at=utc_now(),
-        digital_source_type="compositeWithTrainedAlgorithmicMedia" if drawn else "digitalCapture",
-        output=BURNED_NAME,
-    )
+    kind = "compositeWithTrainedAlgorithmicMedia" if drawn else "digitalCapture"
+    return StepRecord.finished("burn_in", tool, started, kind, BURNED_NAME, parameters)

@@ -1,14 +1,20 @@
 """Transcription with faster-whisper: `transcript.json` (segments and timed words) from any media with sound.
 
-The Whisper model is a registered CTranslate2 folder (the bundled tiny.en by
-default), loaded once per process from its verified local copy, so nothing is
+The Whisper model is a registered CTranslate2 folder (multilingual whisper-base
+by default), loaded once per process from its verified local copy, so nothing is
 ever fetched from a hub. Silero VAD (inside faster-whisper) skips silence.
+
+The language is detected in every window of the sound, and the clip's language
+is the one heard over the most speech (`choose_language`); a clip heard in two
+languages, with low confidence, or with no speech says so in `flags`. Speech that
+is not English is also translated (Whisper's translate task), window by window.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +25,14 @@ from assetline import models
 from assetline.audio_windows import SAMPLE_RATE, audio_windows
 from assetline.config import TranscribeOptions
 from assetline.errors import DeviceError, ModelError, RecipeError
+from assetline.glossary import GlossaryReport, hotwords, restore_spelling
+from assetline.languages import UNDETERMINED
 from assetline.media import probe
 from assetline.progress import step_progress
 from assetline.provenance import StepRecord, ToolRef, utc_now
 from assetline.storage import write_atomically
 from assetline.tasks._common import model_ref, package_version
-from assetline.transcript import Transcript, TranscriptModel
+from assetline.transcript import Transcript, TranscriptModel, Translation, WindowLanguage
 
 OUTPUT_NAME = "transcript.json"
 
@@ -113,22 +121,53 @@ def whisper_model(name: str, device: str = "cpu", compute_type: str = "int8", cp
     return models.sessions.get(("whisper", name, str(folder), used_device, compute_type, threads), make)
 
 
-def _check_language(options: TranscribeOptions, multilingual: bool) -> str | None:
+def _check_language(options: TranscribeOptions, model) -> str | None:
     """The language to pass to faster-whisper: None only when a multilingual model should detect it."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
+    from faster_whisper.tokenizer import _LANGUAGE_CODES  # every code Whisper knows (an English-only model's
+    # public `supported_languages` is just ["en"], which would call "de" unknown rather than unsupported)
 
-    language = options.language
+    multilingual = model.model.is_multilingual
+    language = None if options.detect else options.language.lower()  # type: ignore[union-attr]
     if language is not None and language not in _LANGUAGE_CODES:
-        raise RecipeError("transcribe.language", f"{language!r} is not a language Whisper knows (e.g. en, de, fr)")
+        raise RecipeError("transcribe.language", f"{language!r} is not a language Whisper knows (e.g. en, de, fr), or auto")
     if not multilingual:
         if language not in (None, "en"):
             raise RecipeError(
                 "transcribe.language",
                 f"model {options.model} is English-only and cannot transcribe {language!r}: "
-                "choose a multilingual model, or language en",
+                "choose a multilingual model (whisper-base), or language en",
             )
         return "en"
     return language
+
+
+def choose_language(
+    windows: list[WindowLanguage], min_probability: float
+) -> tuple[str, float | None, list[str]]:
+    """The clip's language, its probability and the flags, from what each window was heard as.
+
+    The language heard over the most seconds of speech wins; its probability is
+    the speech-weighted mean over the windows heard in it. Flags: `no_speech`
+    (no window had any: the language is `und`), `several_languages` (another
+    language held at least 3 s and a tenth of the speech), `language_uncertain`
+    (the probability is under `min_probability`).
+    """
+    heard = [w for w in windows if w.language and w.speech_seconds > 0]
+    if not heard:
+        return UNDETERMINED, None, ["no_speech"]
+    seconds: dict[str, float] = {}
+    for w in heard:
+        seconds[w.language] = seconds.get(w.language, 0.0) + w.speech_seconds  # type: ignore[index]
+    language = max(seconds, key=lambda k: seconds[k])
+    mine = [w for w in heard if w.language == language]
+    probability = sum((w.probability or 0.0) * w.speech_seconds for w in mine) / sum(w.speech_seconds for w in mine)
+    flags = []
+    total = sum(seconds.values())
+    if any(k != language and v >= 3.0 and v >= 0.1 * total for k, v in seconds.items()):
+        flags.append("several_languages")
+    if probability < min_probability:
+        flags.append("language_uncertain")
+    return language, round(probability, 4), flags
 
 
 def _duration_or_none(source: Path) -> float | None:
@@ -182,18 +221,24 @@ def transcribe(
             AAC, a video's soundtrack); it is mixed to mono at 16 kHz.
         dest_dir: folder the transcript is written to (a staging folder in a run).
         options: the recipe's `audio.transcribe` section. model: a registered
-            Whisper model (default whisper-tiny.en); language: a code, or None
-            to detect it (an English-only model always means "en", and any
-            other language for it is a `RecipeError`); device cpu/cuda/auto
-            with compute_type and cpu_threads (see `whisper_model`);
-            beam_size; vad: skip silence with Silero VAD (on by default;
-            without it Whisper tends to invent words in long silences).
+            Whisper model (default whisper-base, multilingual); language: a
+            code, or "auto" to detect it in every window (an English-only model
+            always means "en", flagged `language_assumed`, and any other
+            language for it is a `RecipeError`); translate_to "en": speech in
+            another language is also translated (None: never);
+            min_language_probability: below it the language is flagged
+            `language_uncertain`; glossary: terms given to the model as hotwords
+            and whose spelling is restored in the text; device cpu/cuda/auto
+            with compute_type and cpu_threads (see `whisper_model`); beam_size;
+            vad: skip silence with Silero VAD (on by default; without it
+            Whisper tends to invent words in long silences).
         duration: the media's length when the caller probed it already
             (`Asset.info`: the source's, which loudness normalisation keeps);
             None: probed here, for progress only.
 
     The transcript holds segments with word timestamps and probabilities, the
-    detected (or given) language, the media's duration, the model's name and
+    language (and what each window was heard as), flags for review, the
+    translation when one was made, the media's duration, the model's name and
     sha256, and every option faster-whisper actually used.
     """
     import ctranslate2
@@ -201,36 +246,73 @@ def transcribe(
     started = utc_now()
     cpu_threads = options.cpu_threads or models.threads_per_asset()  # what the model is given, and recorded
     model = whisper_model(options.model, options.device, options.compute_type, cpu_threads)
-    language = _check_language(options, model.model.is_multilingual)
+    multilingual = model.model.is_multilingual
+    forced = _check_language(options, model)
+    hints = hotwords(options.glossary)
     segments: list[dict[str, Any]] = []
+    translated: list[dict[str, Any]] = []
+    windows: list[WindowLanguage] = []
     info = None
     total = 0.0
     after_vad = 0.0
+    translate_seconds = 0.0
+    translating = options.translate_to == "en" and multilingual
     progress = step_progress("transcribe")
     expected = duration if duration is not None else _duration_or_none(source)
+    common = {"beam_size": options.beam_size, "vad_filter": options.vad, "word_timestamps": True, "hotwords": hints}
     for offset, samples in audio_windows(source, options.window_seconds):
         if len(samples) == 0 and info is not None:
             continue
         segments_iter, window_info = model.transcribe(
-            samples,
-            language=language,
-            beam_size=options.beam_size,
-            vad_filter=options.vad,
-            word_timestamps=True,
+            samples, language=forced, task="transcribe", language_detection_segments=2, **common
         )
+        heard = []
         for segment in segments_iter:  # decoding happens as this drains
             record = _segment_record(segment, offset)
             record["id"] = len(segments) + 1
             segments.append(record)
+            heard.append(record)
             if expected:
                 progress.update(record["end"] / expected)
+        length = len(samples) / SAMPLE_RATE
+        speech = window_info.duration_after_vad if options.vad else length
+        speech = speech if heard else 0.0  # VAD let noise through, but the model heard no words
+        windows.append(WindowLanguage(
+            start=round(offset, 3), end=round(offset + length, 3), speech_seconds=round(speech, 3),
+            language=window_info.language if speech else None,
+            probability=round(float(window_info.language_probability), 4) if speech and forced is None else None,
+        ))  # fmt: skip
+        if translating and heard:
+            if window_info.language == "en":  # already English: the transcription is its own translation
+                translated += [dict(r, id=len(translated) + i, words=[dict(w) for w in r["words"]]) for i, r in enumerate(heard, 1)]
+            else:
+                tick = time.perf_counter()
+                english, _ = model.transcribe(samples, language=window_info.language, task="translate", **common)
+                for segment in english:
+                    record = _segment_record(segment, offset)
+                    record["id"] = len(translated) + 1
+                    translated.append(record)
+                translate_seconds += time.perf_counter() - tick
         if info is None:
             info = window_info
-            language = language or window_info.language  # one language for the whole file
-        total += len(samples) / SAMPLE_RATE
+        total += length
         after_vad += window_info.duration_after_vad
 
     progress.done()
+    if forced is not None:
+        language, probability = forced, None
+        flags = [] if any(w.speech_seconds for w in windows) else ["no_speech"]
+        if options.detect:  # an English-only model was asked to detect
+            flags.append("language_assumed")
+    else:
+        language, probability, flags = choose_language(windows, options.min_language_probability)
+    glossary = GlossaryReport()
+    if options.glossary:
+        restore_spelling(segments, options.glossary, glossary)
+        restore_spelling(translated, options.glossary, glossary)
+    translation = None
+    if translating and (language not in ("en", UNDETERMINED) or "several_languages" in flags):
+        translation = Translation(language="en", segments=translated)
     used = {
         "device_used": model.model.device,
         "compute_type_used": model.model.compute_type,
@@ -239,8 +321,8 @@ def transcribe(
     recipe_options = options.model_dump(mode="json", exclude={"enabled"})
     spec = models.get_spec(options.model)
     transcript = Transcript(
-        language=info.language,
-        language_probability=round(float(info.language_probability), 4),
+        language=language,
+        language_probability=probability,
         duration=round(total, 3),
         model=TranscriptModel(name=spec.name, sha256=spec.sha256),
         options={
@@ -250,31 +332,39 @@ def transcribe(
             "vad_options": _jsonable(info.vad_options) if options.vad else None,
         },
         segments=segments,
+        windows=windows,
+        flags=flags,
+        translation=translation,
     )
     out = dest_dir / OUTPUT_NAME
     write_atomically(out, (transcript.model_dump_json(by_alias=True, indent=2) + "\n").encode("utf-8"))
 
+    speech_by_language: dict[str, float] = {}
+    for w in windows:
+        if w.language and w.speech_seconds:
+            speech_by_language[w.language] = round(speech_by_language.get(w.language, 0.0) + w.speech_seconds, 3)
     params = {
         **recipe_options,
         **used,
-        "language_used": info.language,
-        "language_probability": transcript.language_probability,
+        "language_used": language,
+        "language_probability": probability,
+        "language_detected": forced is None,
+        "speech_seconds_by_language": speech_by_language,
+        "windows": len(windows),
+        "flags": flags,
         "duration": transcript.duration,
         "duration_after_vad": round(after_vad, 3),
         "segments": len(segments),
         "words": sum(len(s["words"]) for s in segments),
-    }
-    return StepRecord(
-        name="transcribe",
-        tool=ToolRef(
-            name="faster-whisper",
-            version=package_version("faster-whisper"),
-            runtime=f"ctranslate2 {ctranslate2.__version__} ({used['device_used']})",
-        ),
-        model=model_ref(spec),
-        parameters=params,
-        started_at=started,
-        ended_at=utc_now(),
-        digital_source_type="trainedAlgorithmicMedia",
-        output=OUTPUT_NAME,
-    )
+        "translation": None if translation is None else {
+            "language": "en", "task": "translate", "segments": len(translated),
+            "seconds": round(translate_seconds, 3),
+        },
+    }  # fmt: skip
+    if "language_assumed" in flags:
+        params["language_note"] = f"model {spec.name} is English-only: language en assumed, not detected"
+    if options.glossary:
+        params["glossary_result"] = glossary.record(options.glossary)
+    runtime = f"ctranslate2 {ctranslate2.__version__} ({used['device_used']})"
+    tool = ToolRef(name="faster-whisper", version=package_version("faster-whisper"), runtime=runtime)
+    return StepRecord.finished("transcribe", tool, started, "trainedAlgorithmicMedia", OUTPUT_NAME, params, model_ref(spec))
