@@ -43,6 +43,7 @@ SECTIONS = {
     "load": "Load: a burst of stills into the inbox (`bench_load.py`)",
     "signing": "Content Credentials: signing cost (`bench_signing.py`)",
     "faults": "Fault injection: SIGKILL at random moments under run and serve (`bench_faults.py`)",
+    "matte": "Matte: the matte step vs bare rembg, memory in the clip's length, flicker (`bench_matte.py`)",
 }
 PACKAGES = ("assetline", "prefect", "rembg", "onnxruntime", "ncnn", "faster-whisper", "ctranslate2", "c2pa-python")
 

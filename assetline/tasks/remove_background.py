@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -12,6 +13,7 @@ from assetline import models
 from assetline.config import RemoveBackgroundOptions
 from assetline.errors import ModelError
 from assetline.imaging import fold_alpha, on_background
+from assetline.imaging.matte import LEVELS_BLACK, LEVELS_WHITE, solid_levels
 from assetline.media import load_image
 from assetline.provenance import StepRecord, ToolRef, utc_now
 from assetline.tasks._common import model_ref, onnx_providers, package_version, save_png
@@ -66,8 +68,10 @@ def remove_background(
         device: "cpu", "cuda" (an error if absent) or "auto".
         max_pixels: inputs with more pixels are refused before decoding.
 
-    An input that already has transparency keeps it: the cutout's alpha is the
-    model's mask multiplied by the input's alpha.
+    The model's mask gets levels first (LEVELS_BLACK..LEVELS_WHITE to 0..255):
+    rembg's u2netp tops out at 254, which would leave a solid subject 99.6 %
+    opaque. An input that already has transparency keeps it: the cutout's alpha
+    is that mask multiplied by the input's alpha.
     """
     from rembg import remove
 
@@ -80,6 +84,8 @@ def remove_background(
         only_mask=True,
         post_process_mask=options.post_process_mask,
     )
+    # u2netp tops out at 254 (imaging.matte.LEVELS_*): levels make a solid subject 255, the background 0.
+    mask = Image.fromarray(solid_levels(np.asarray(mask)), mode="L")
     if loaded.alpha is not None:
         mask = fold_alpha(mask, loaded.alpha)
 
@@ -113,17 +119,11 @@ def remove_background(
         source_size=list(loaded.source_size),
         exif_orientation_applied=loaded.orientation_applied,
         output_mode=result.mode,
+        levels={"black": LEVELS_BLACK, "white": LEVELS_WHITE},
     )
-    return StepRecord(
-        name="remove_background",
-        tool=ToolRef(name="rembg", version=package_version("rembg"), runtime=f"onnxruntime {onnxruntime.__version__}"),
-        model=model_ref(models.get_spec(options.model)),
-        parameters=params,
-        started_at=started,
-        ended_at=utc_now(),
-        digital_source_type="compositeWithTrainedAlgorithmicMedia",
-        output=OUTPUT_NAME,
-    )
+    tool = ToolRef(name="rembg", version=package_version("rembg"), runtime=f"onnxruntime {onnxruntime.__version__}")
+    model = model_ref(models.get_spec(options.model))
+    return StepRecord.finished("remove_background", tool, started, "compositeWithTrainedAlgorithmicMedia", OUTPUT_NAME, params, model)
 
 
 class _FixedMask:
