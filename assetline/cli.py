@@ -16,7 +16,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 
 from assetline import __version__  # noqa: E402
-from assetline.commands import demo, keys, models, run, serve, slots, verify, watch  # noqa: E402
+from assetline.commands import demo, keys, models, review, run, serve, slots, verify, watch  # noqa: E402
 from assetline.commands._common import out  # noqa: E402
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ app.command()(serve.serve)
 app.command()(watch.watch)
 app.add_typer(models.app, name="models")
 app.add_typer(keys.app, name="keys")
+app.add_typer(review.app, name="review")
 
 
 def entry() -> None:

@@ -40,7 +40,7 @@ def fail(problem: AssetlineError | str, code: int) -> NoReturn:
 
 def load_recipe_or_exit(recipe: Path | None, sets: list[str] | None) -> Recipe:
     """The recipe file (or `$ASSETLINE_RECIPE`, or the defaults) with the `--set` overrides; a bad one is exit 2."""
-    from assetline.config import load_recipe
+    from assetline.recipes import load_recipe
 
     try:
         return load_recipe(recipe, sets or [])

@@ -10,6 +10,27 @@ import typer
 
 from assetline.commands._common import EXIT_FAILED, EXIT_OK, OutOption, load_recipe_or_exit, out, require_models, wait_for_interrupt
 from assetline.commands.run import print_results, run_with_progress
+from assetline.demo import DEMO_FORBIDDEN
+
+
+DEMO_SETTINGS = [f"audio.transcribe.forbidden={DEMO_FORBIDDEN!r}".replace("'", '"')]
+
+
+def review_lines(results, out_dir: Path) -> list[str]:
+    """The closing lines for assets held for review: where they wait and how to approve or reject them."""
+    held = [r for r in results if r.status == "review"]
+    if not held:
+        return []
+    lines = [f"{len(held)} asset(s) await review in {out_dir / '.review'}/ (nothing of theirs is delivered yet):"]
+    for r in held:
+        lines.append(f"  {Path(r.source).name}: {r.message.removeprefix('awaiting review: ')}")
+    name = Path(held[0].source).name
+    lines += [
+        f"approve: assetline review approve {name} --by YOUR-NAME --out {out_dir}   (or reject: review reject ... --comment WHY)",
+        "list:    assetline review list --out " + str(out_dir),
+        "in the UI: under `assetline serve` a held run waits Suspended; open it in the Prefect UI and press Resume",
+    ]
+    return lines
 
 
 def demo(
@@ -27,11 +48,14 @@ def demo(
     with prefect_server(port) as ui_url:
         if ui_url:
             out.print(f"Prefect UI: {ui_url}")
-        settings = load_recipe_or_exit(None, [])  # $ASSETLINE_RECIPE, or the defaults
+        # $ASSETLINE_RECIPE, or the defaults; plus a forbidden term the demo speech says, so one asset awaits review.
+        settings = load_recipe_or_exit(None, DEMO_SETTINGS)
         require_models(settings)
         results = run_with_progress([inputs], out_dir, settings)
         print_results(results)
         out.print(f"outputs: {out_dir.resolve()}  (check them: assetline verify {out_dir})")
+        for line in review_lines(results, out_dir):
+            out.print(line, highlight=False)
         if ui_url:
             out.print(f"Prefect UI: {ui_url}/runs")
             if keep_ui if keep_ui is not None else sys.stdin.isatty():

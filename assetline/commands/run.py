@@ -40,16 +40,17 @@ def run(
     out_dir: OutOption = Path("out"),
     recipe: RecipeOption = None,
     set_: SetOption = None,
+    retry_rejected: Annotated[bool, typer.Option("--retry-rejected", help="Offer assets a reviewer rejected again (same input and recipe).")] = False,
 ) -> None:
-    """Process files and folders now; prints a table of outputs."""
+    """Process files and folders now; prints a table of outputs (assets held for review end "awaiting review")."""
     settings = load_recipe_or_exit(recipe, set_)
     require_models(settings)
-    results = run_with_progress(paths, out_dir, settings)
+    results = run_with_progress(paths, out_dir, settings, retry_rejected=retry_rejected)
     print_results(results)
     raise typer.Exit(EXIT_FAILED if any(r.status == "failed" for r in results) else EXIT_OK)
 
 
-def run_with_progress(paths: list[Path], out_dir: Path, settings: Recipe) -> list[AssetResult]:
+def run_with_progress(paths: list[Path], out_dir: Path, settings: Recipe, retry_rejected: bool = False) -> list[AssetResult]:
     """Plan (no server needed), then run what needs work against a Prefect server this command owns.
 
     With no PREFECT_API_URL the server is a child of this process on a free
@@ -74,6 +75,14 @@ def run_with_progress(paths: list[Path], out_dir: Path, settings: Recipe) -> lis
         stopped: list[Path] = []
         try:
             plan = plan_batch(paths, out_dir, settings)
+            if retry_rejected and any(r.status == "rejected" for r in plan.finished):
+                from assetline.assets import output_folder_name
+                from assetline.review.held import forget_rejection
+
+                for r in plan.finished:
+                    if r.status == "rejected":
+                        forget_rejection(out_dir, output_folder_name(Path(r.source), r.sha256))
+                plan = plan_batch(paths, out_dir, settings)  # offered again: planned as new
             progress.update(bar, total=plan.total)
             for result in plan.finished:
                 on_result(result)
@@ -131,13 +140,17 @@ def print_results(results: list[AssetResult]) -> None:
     table = Table(title="assetline run", show_lines=False)
     for col in ("asset", "status", "outputs", "time"):
         table.add_column(col, overflow="fold")
-    style = {"done": "green", "skipped": "cyan", "failed": "red"}
+    style = {"done": "green", "skipped": "cyan", "failed": "red", "review": "yellow", "rejected": "magenta"}
+    shown = {"review": "awaiting review"}
     for r in results:
         if r.status == "failed":
             where = r.message
         else:  # the outputs, then any note (e.g. a clip without sound: transcription skipped)
             where = "\n".join([str(Path(r.out_dir) / name) for name in r.outputs] + ([r.message] if r.message else []))
-        table.add_row(Path(r.source).name, f"[{style[r.status]}]{r.status}[/]", where, f"{r.seconds:.1f}s")
+        status = shown.get(r.status, r.status)
+        table.add_row(Path(r.source).name, f"[{style.get(r.status, 'white')}]{status}[/]", where, f"{r.seconds:.1f}s")
     out.print(table)
     counts = {s: sum(r.status == s for r in results) for s in style}
-    out.print(f"{counts['done']} done, {counts['skipped']} up to date, {counts['failed']} failed")
+    held = f", {counts['review']} awaiting review" if counts["review"] else ""
+    refused = f", {counts['rejected']} rejected earlier" if counts["rejected"] else ""
+    out.print(f"{counts['done']} done, {counts['skipped']} up to date, {counts['failed']} failed{held}{refused}")

@@ -28,6 +28,10 @@ def verify(
         if v.ok:
             c2pa = next((n for n in v.notes if n.startswith("C2PA ")), "")
             out.print(f"[green]ok[/green]     {v.output}" + (f"  ({c2pa})" if c2pa else ""), highlight=False)
+            review = v.manifest.review if v.manifest else None
+            if review is not None:  # signed with the output: the JSON agrees with the C2PA manifest (checked)
+                said = f": {review.comment}" if review.comment else ""
+                out.print(f"       approved by {review.by} at {review.at}{said}", highlight=False)
         else:
             for problem in v.problems:
                 out.print(f"[red]FAILED[/red] {v.output}: {problem}", highlight=False)

@@ -13,7 +13,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, tags
 
 from assetline.assets import Asset, opened, renamed
-from assetline.config import Recipe, load_recipe, recipe_from_dict
+from assetline.config import Recipe
+from assetline.recipes import load_recipe, recipe_from_dict
 from assetline.errors import AssetlineError, BadInputError
 from assetline.flows._asset import AssetResult, run_name
 from assetline.flows._report import failure_message, label_flow_run, report_asset, report_failure
@@ -62,6 +63,9 @@ def process_asset(
     the outputs are named by what is actually there, unless `fingerprint`
     (from the same run's plan) shows it is the very file, unchanged.
 
+    An asset the recipe's review policy holds waits in `OUT/.review/<asset>/`:
+    served, the run suspends for the reviewer's decision (the UI's Resume form).
+
     A run that crashed (its process killed) is put back by the crash-retry
     automation (`orchestration.ensure_crash_retries`); past `run.crash_retries`
     attempts it ends Failed here, with the reason.
@@ -82,6 +86,10 @@ def process_asset(
             label_flow_run(run_tags, f"{source.name} · {asset.sha256[:8]}")
             with tags(*run_tags):  # its task runs carry them too
                 result = route(asset).steps(asset, Path(out), settings)
+            if asset.kind != "video" and settings.video.matte.enabled:
+                note = f"video.matte ignored: it applies to footage, not to {asset.kind}"
+                logger.info("%s: %s", source, note)
+                result.message = "; ".join(m for m in (result.message, note) if m)
     except Exception as exc:
         if isinstance(exc, AssetlineError) and asset is not None:
             renamed(exc, asset.reads, asset.path)  # name the file as the user did, not by its descriptor
@@ -91,5 +99,12 @@ def process_asset(
         logger.error("%s: %s", source, message)
         report_failure(source, asset.sha256 if asset else sha256, message)
         raise
+    if result.status == "review":  # held for a person: suspended here when served (flows/review.py)
+        from assetline.flows.review import await_review
+
+        decided = await_review(result, asset, Path(out))
+        if not isinstance(decided, AssetResult):
+            return decided  # rejected: the run ends with the reviewer's words
+        result = decided
     report_asset(result, source)
     return result

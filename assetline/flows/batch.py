@@ -21,9 +21,10 @@ from prefect.runtime import deployment
 
 from assetline import models
 from assetline.assets import Asset, discover, identify, is_up_to_date
-from assetline.config import Recipe, load_recipe, recipe_from_dict
+from assetline.config import Recipe
+from assetline.recipes import load_recipe, recipe_from_dict
 from assetline.errors import AssetlineError
-from assetline.flows._asset import AssetResult
+from assetline.flows._asset import AssetResult, awaiting_or_rejected
 from assetline.flows._report import failure_message, report_batch
 from assetline.flows.asset import ROUTES, process_asset
 from assetline.storage import clean_stale_staging
@@ -60,7 +61,7 @@ def up_to_date(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult | No
     wanted = ROUTES[asset.kind].outputs(recipe, asset)
     if wanted and is_up_to_date(asset, out_root, wanted, recipe.section_sha256(asset.kind)):
         return AssetResult.skipped(asset, out_root / asset.folder_name, wanted)
-    return None
+    return awaiting_or_rejected(asset, out_root, recipe.section_sha256(asset.kind))  # a person has it, or said no
 
 
 def plan_batch(paths: Iterable[Path], out_root: Path, recipe: Recipe) -> Plan:
@@ -255,7 +256,9 @@ def fan_out(todo: list[Work], inbox: Path, out_root: Path, recipe: Recipe, recip
         key = None
         if work.asset is not None:
             key = f"{flow_run.get_id()}:{work.asset.sha256}:{recipe.section_sha256(work.asset.kind)}"
-        run = run_deployment(PROCESS_DEPLOYMENT, parameters=parameters, timeout=0, tags=["batch"], idempotency_key=key)
+        # Not linked as a subflow: Prefect cannot suspend a subflow, and an asset held for review suspends its run.
+        run = run_deployment(PROCESS_DEPLOYMENT, parameters=parameters, timeout=0, tags=["batch"], idempotency_key=key,
+                             as_subflow=False)  # fmt: skip
         started[run.id] = work.path
     results = []
     for run in _wait_all(list(started), recipe.run.crash_retries):
@@ -263,6 +266,8 @@ def fan_out(todo: list[Work], inbox: Path, out_root: Path, recipe: Recipe, recip
         seconds = run.total_run_time.total_seconds() if run.total_run_time else 0.0
         if run.state_type.value == "COMPLETED":
             result = AssetResult(str(path), "done", message=f"run {run.name}")
+        elif run.state is not None and run.state.is_paused():  # held for review: the run waits for a person, not us
+            result = AssetResult(str(path), "review", message=f"run {run.name} awaits review")
         else:
             message = (run.state.message if run.state else "") or run.state_type.value.lower()
             result = AssetResult(str(path), "failed", message=message.removeprefix("Flow run encountered an exception: "))
@@ -271,16 +276,37 @@ def fan_out(todo: list[Work], inbox: Path, out_root: Path, recipe: Recipe, recip
     return results
 
 
+PAUSE_CHECK_S = 5  # how often a run is looked at for a suspension (review): suspending emits no final state
+
+
 def _wait_all(ids: list[UUID], crash_retries: int) -> list:
-    """The runs once each has settled: final, and not a crash the crash-retry automation is about to put back."""
+    """The runs once each has settled: final and not a crash the crash-retry automation is about to put back,
+    or suspended for review (a batch must not wait for a person)."""
     import asyncio
 
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import wait_for_flow_run
 
+    async def suspended(client, run_id: UUID):
+        while True:
+            await asyncio.sleep(PAUSE_CHECK_S)
+            run = await client.read_flow_run(run_id)
+            if run.state is not None and run.state.is_paused():
+                return run
+
+    async def final_or_suspended(client, run_id: UUID):
+        waits = [asyncio.ensure_future(wait_for_flow_run(run_id, timeout=None, client=client)),  # Prefect's events
+                 asyncio.ensure_future(suspended(client, run_id))]  # fmt: skip
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for other in pending:
+            other.cancel()
+        return done.pop().result()
+
     async def settled(client, run_id: UUID):
         for _ in range(crash_retries + 1):
-            run = await wait_for_flow_run(run_id, timeout=None, client=client)  # Prefect's events, no polling
+            run = await final_or_suspended(client, run_id)
+            if run.state is not None and run.state.is_paused():
+                return run
             if run.state_type.value != "CRASHED":
                 return run
             for _ in range(RETRY_GRACE_S):  # the automation reacts within a second or two
@@ -290,7 +316,7 @@ def _wait_all(ids: list[UUID], crash_retries: int) -> list:
                     break
             else:
                 return run  # nobody put it back: the crash stands
-        return await wait_for_flow_run(run_id, timeout=None, client=client)
+        return await final_or_suspended(client, run_id)
 
     async def main():
         async with get_client() as client:
