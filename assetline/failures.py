@@ -10,8 +10,8 @@ on the output.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -75,12 +75,16 @@ def blame(exc: OSError) -> Blame:
 
 
 @contextmanager
-def output_errors(subject: str | Path) -> Iterator[None]:
-    """Turn an OSError raised inside into an `OutputError` naming `subject`, with the table's line."""
+def _reraised(subject: str | Path, error: type[AssetlineError], describe: Callable[[OSError], str]) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise OutputError(subject, describe_os_error(exc)) from exc
+        raise error(subject, describe(exc)) from exc
+
+
+def output_errors(subject: str | Path) -> AbstractContextManager[None]:
+    """Turn an OSError raised inside into an `OutputError` naming `subject`, with the table's line."""
+    return _reraised(subject, OutputError, describe_os_error)
 
 
 def describe_read_error(exc: Exception) -> str:
@@ -94,13 +98,9 @@ def describe_read_error(exc: Exception) -> str:
     return f"cannot read file: {exc}"
 
 
-@contextmanager
-def input_errors(subject: str | Path) -> Iterator[None]:
+def input_errors(subject: str | Path) -> AbstractContextManager[None]:
     """Turn an OSError raised inside into a `BadInputError` naming `subject`."""
-    try:
-        yield
-    except OSError as exc:
-        raise BadInputError(subject, describe_read_error(exc)) from exc
+    return _reraised(subject, BadInputError, describe_read_error)
 
 
 def ffmpeg_output_cause(stderr: str) -> str | None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assetline.config import Recipe, load_recipe
+from assetline.config import Recipe
+from assetline.recipes import load_recipe
 from assetline.errors import RecipeError
 from helpers import REPO, run_cli
 

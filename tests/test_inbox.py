@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from assetline.config import InboxOptions, load_recipe
+from assetline.config import InboxOptions
+from assetline.recipes import load_recipe
 from assetline.errors import BadInputError, RecipeError
 from assetline.inbox import InboxWatcher, confine, is_ignored, open_for_writing
 

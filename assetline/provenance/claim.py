@@ -34,6 +34,8 @@ from assetline.provenance.credentials import (
 from assetline.provenance.manifest import IPTC, SCHEMA, Manifest, StepRecord, media_type, signed_view
 
 TRAINING_MINING_LABEL = "cawg.training-mining"
+REVIEW_LABEL = "org.assetline.review"  # who approved the output before delivery, when, and why it was held
+REVIEW_ACTION = "org.assetline.approved"
 TRAINING_MINING_ENTRIES = ("cawg.ai_training", "cawg.ai_generative_training", "cawg.ai_inference", "cawg.data_mining")
 _PARENT, _COMPONENT = "parent", "component"
 
@@ -51,6 +53,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "subtitles": ("c2pa.converted", "subtitle cues written from the transcript"),
     "package": ("c2pa.repackaged", "streams muxed into MP4"),
     "burn_in": ("c2pa.transcoded", "picture re-encoded"),
+    # The matte is new content a segmentation model made from the picture, frame by frame.
+    "matte": ("c2pa.converted", "subject matte made by a segmentation model, frame by frame"),
 }
 
 
@@ -78,6 +82,8 @@ def manifest_builder(
     for n, step in enumerate(own_steps):
         last = n == len(own_steps) - 1
         actions.append(_action(step, component_ids if last else []))
+    if manifest.review is not None:
+        actions.append(_review_action(manifest))
     definition: dict[str, Any] = {
         "claim_generator_info": [{"name": "assetline", "version": __version__}],
         "title": output.name,
@@ -91,6 +97,8 @@ def manifest_builder(
             {"label": PROVENANCE_LABEL, "data": {"schema": SCHEMA, "sidecar": json.dumps(signed_view(manifest))}},
         ],
     }  # fmt: skip
+    if manifest.review is not None:
+        definition["assertions"].append({"label": REVIEW_LABEL, "data": review_assertion(manifest)})
     if not embeds(output) and output.stat().st_size == 0:
         definition["assertions"].append({"label": BINDING_LABEL, "data": {
             "empty_file": True, "stand_in": EMPTY_STAND_IN.decode()}})  # fmt: skip
@@ -156,6 +164,25 @@ def _action(step: StepRecord, ingredient_ids: list[str]) -> dict:
         "digitalSourceType": IPTC + step.digital_source_type,
         "description": what,
         "parameters": parameters,
+    }
+
+
+def review_assertion(manifest: Manifest) -> dict:
+    """The `org.assetline.review` assertion: the sidecar's `review`, reasons as their lines (cue numbers as text)."""
+    review = manifest.review
+    return {"decision": review.decision, "by": review.by, "at": review.at, "comment": review.comment,
+            "reasons": [{"flag": r.flag, "detail": r.detail} for r in review.reasons]}  # fmt: skip
+
+
+def _review_action(manifest: Manifest) -> dict:
+    review = manifest.review
+    verb = "approved" if review.decision == "approve" else "rejected"
+    return {
+        "action": REVIEW_ACTION,
+        "when": review.at,
+        "softwareAgent": {"name": "assetline", "version": __version__},
+        "description": f"{verb} for delivery by {review.by}" + (f": {review.comment}" if review.comment else ""),
+        "parameters": {"reviewer": review.by, "decision": review.decision, "reasons": [r.detail for r in review.reasons]},
     }
 
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 from assetline.provenance.manifest import media_type
 
 C2PA_SUFFIX = ".c2pa"
-EMBEDDED_TYPES = ("image/png", "image/jpeg", "video/mp4")
+EMBEDDED_TYPES = ("image/png", "image/jpeg", "video/mp4", "video/quicktime")  # MOV is BMFF too: c2pa embeds it
 PROVENANCE_LABEL = "org.assetline.provenance"
 TRUST_FAILURES = ("signingCredential.untrusted",)
 BINDING_LABEL = "org.assetline.binding"
@@ -36,7 +36,7 @@ def c2pa_sidecar_for(output: Path) -> Path:
 
 
 def embeds(path: Path) -> bool:
-    """Whether the manifest goes inside the file (PNG, JPEG, MP4) rather than into `X.c2pa`."""
+    """Whether the manifest goes inside the file (PNG, JPEG, MP4, MOV) rather than into `X.c2pa`."""
     return media_type(path) in EMBEDDED_TYPES
 
 

@@ -60,6 +60,15 @@ class StepRecord(_Record):
     digital_source_type: str  # IPTC term for what this step did to the pixels/samples
     output: str  # file name of what the step produced
 
+    @classmethod
+    def finished(
+        cls, name: str, tool: ToolRef, started_at: str, kind: str, output: str,
+        parameters: dict[str, Any] | None = None, model: ModelRef | None = None,
+    ) -> StepRecord:  # fmt: skip
+        """The record of a step that has just ended: `kind` is its IPTC digital source type."""
+        return cls(name=name, tool=tool, model=model, parameters=parameters or {}, started_at=started_at,
+                   ended_at=utc_now(), digital_source_type=kind, output=output)  # fmt: skip
+
 
 class OutputRef(_Record):
     path: str  # file name, relative to the sidecar's folder
@@ -94,6 +103,25 @@ class AIDisclosure(_Record):
     statement: str
 
 
+class ReviewReason(_Record):
+    """Why an asset was held for a person: the flag that fired and what it saw."""
+
+    flag: str  # forbidden | language_uncertain | low_confidence | subtitle_exceptions | soft_matte | required
+    detail: str  # one line, as the reviewer reads it
+    output: str | None = None  # the output it concerns, when one
+    cues: list[int] = Field(default_factory=list)  # subtitle cue numbers (1-based, as in the SRT)
+
+
+class ReviewRecord(_Record):
+    """A person's decision on an asset held for review; in every delivered output's manifest."""
+
+    decision: Literal["approve", "reject"]
+    by: str
+    at: str
+    comment: str = ""
+    reasons: list[ReviewReason] = Field(default_factory=list)
+
+
 class Manifest(_Record):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -106,11 +134,15 @@ class Manifest(_Record):
     recipe_sha256: str
     ai_disclosure: AIDisclosure
     created_at: str = Field(default_factory=utc_now)
+    # Who approved the output, when it was held for review (absent when it was delivered unreviewed).
+    review: ReviewRecord | None = None
     # Reserved for signing (C2PA): absent in unsigned v1 manifests.
     signature: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
-        return (self.model_dump_json(by_alias=True, exclude_none=False, indent=2) + "\n").encode()
+        # `review` is left out when there was none, so sidecars written before it existed read back the same.
+        skip = {"review"} if self.review is None else None
+        return (self.model_dump_json(by_alias=True, exclude_none=False, indent=2, exclude=skip) + "\n").encode()
 
 
 # What changes when an output is signed (its bytes, when the manifest goes inside it) and the
@@ -159,7 +191,7 @@ def first_difference(a: Any, b: Any, where: str = "") -> str | None:
 
 def media_type(path: Path) -> str:
     known = {".png": "image/png", ".json": "application/json", ".srt": "application/x-subrip",
-             ".vtt": "text/vtt", ".mp4": "video/mp4", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}  # fmt: skip
+             ".vtt": "text/vtt", ".mp4": "video/mp4", ".mov": "video/quicktime", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}  # fmt: skip
     return known.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 

@@ -1,4 +1,4 @@
-"""Signing outputs with Content Credentials: the C2PA manifest embedded (PNG, JPEG, MP4) or detached (`X.c2pa`).
+"""Signing outputs with Content Credentials: the C2PA manifest embedded (PNG, JPEG, MP4, MOV) or detached (`X.c2pa`).
 
 `ContentSigner` is the `provenance.writer.Signer` assetline uses; what the
 manifest says is `provenance.claim`, where it lives and how it reads back is

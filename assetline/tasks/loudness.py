@@ -230,13 +230,4 @@ def normalize_loudness(
     }
     if measured_in.silent:
         params["note"] = SILENT_NOTE
-    return StepRecord(
-        name="normalize_loudness",
-        tool=ffmpeg_tool(),
-        model=None,
-        parameters=params,
-        started_at=started,
-        ended_at=utc_now(),
-        digital_source_type="algorithmicallyEnhanced",
-        output=OUTPUT_NAME,
-    )
+    return StepRecord.finished("normalize_loudness", ffmpeg_tool(), started, "algorithmicallyEnhanced", OUTPUT_NAME, params)

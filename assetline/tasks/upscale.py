@@ -108,13 +108,5 @@ def upscale(
     out = dest_dir / OUTPUT_NAME
     save_png(result, out, loaded.icc_profile if result.mode != "L" else None)
     params.update(input_size=[w, h], output_size=list(result.size), output_mode=result.mode)
-    return StepRecord(
-        name="upscale",
-        tool=tool,
-        model=model,
-        parameters=params,
-        started_at=started,
-        ended_at=utc_now(),
-        digital_source_type="compositeWithTrainedAlgorithmicMedia" if model else "algorithmicallyEnhanced",
-        output=OUTPUT_NAME,
-    )
+    kind = "compositeWithTrainedAlgorithmicMedia" if model else "algorithmicallyEnhanced"
+    return StepRecord.finished("upscale", tool, started, kind, OUTPUT_NAME, params, model)
