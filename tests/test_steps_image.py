@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from assetline import models
-from assetline.config import RemoveBackgroundOptions, UpscaleOptions
+from assetline.config import ImageRecipe, RemoveBackgroundOptions, UpscaleOptions
 from assetline.imaging import run_tiled
 from assetline.media import load_image
 from assetline.tasks import remove_background, upscale
@@ -46,13 +46,13 @@ def test_cutout_is_rgba_at_the_input_size(astronaut, tmp_path):
 
 
 def test_mask_only_writes_a_greyscale_mask(astronaut, tmp_path):
-    remove_background.fn(astronaut, tmp_path, RemoveBackgroundOptions(mask_only=True))
+    remove_background.fn(astronaut, tmp_path, ImageRecipe(remove_background=RemoveBackgroundOptions(mask_only=True)))
     out = Image.open(tmp_path / "cutout.png")
     assert out.mode == "L" and out.size == (256, 256)
 
 
 def test_solid_background_replaces_transparency(astronaut, tmp_path):
-    remove_background.fn(astronaut, tmp_path, RemoveBackgroundOptions(background="#00ff00"))
+    remove_background.fn(astronaut, tmp_path, ImageRecipe(remove_background=RemoveBackgroundOptions(background="#00ff00")))
     out = np.asarray(Image.open(tmp_path / "cutout.png"))
     assert out.shape == (256, 256, 3)
     assert (out[0, -1] == [0, 255, 0]).all()  # top-right corner is background in this photo
@@ -60,7 +60,7 @@ def test_solid_background_replaces_transparency(astronaut, tmp_path):
 
 def test_alpha_matting_and_decontamination_produce_a_cutout(astronaut, tmp_path):
     options = RemoveBackgroundOptions(alpha_matting=True, decontaminate=True)
-    record = remove_background.fn(astronaut, tmp_path, options)
+    record = remove_background.fn(astronaut, tmp_path, ImageRecipe(remove_background=options))
     out = Image.open(tmp_path / "cutout.png")
     assert out.mode == "RGBA" and out.size == (256, 256)
     assert record.parameters["alpha_matting"] is True
@@ -134,14 +134,14 @@ def cutout(astronaut, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_upscaled_size_is_exact(cutout, tmp_path, scale):
-    record = upscale.fn(cutout, tmp_path, UpscaleOptions(scale=scale))
+    record = upscale.fn(cutout, tmp_path, ImageRecipe(upscale=UpscaleOptions(scale=scale)))
     assert Image.open(tmp_path / "upscaled.png").size == (256 * scale, 256 * scale)
     assert record.model.name == "realesr-animevideov3"
     assert record.parameters["native_scale"] == scale
 
 
 def test_alpha_edge_survives_upscaling(cutout, tmp_path):
-    upscale.fn(cutout, tmp_path, UpscaleOptions(scale=2))
+    upscale.fn(cutout, tmp_path, ImageRecipe(upscale=UpscaleOptions(scale=2)))
     big = Image.open(tmp_path / "upscaled.png")
     assert big.mode == "RGBA"
     small_alpha = Image.open(cutout).getchannel("A")
@@ -153,7 +153,7 @@ def test_alpha_edge_survives_upscaling(cutout, tmp_path):
 
 def test_no_dark_fringe_at_the_cutout_edge(cutout, tmp_path):
     """Colour under transparent pixels is bled from the subject, so edges don't darken."""
-    upscale.fn(cutout, tmp_path, UpscaleOptions(scale=2))
+    upscale.fn(cutout, tmp_path, ImageRecipe(upscale=UpscaleOptions(scale=2)))
     big = np.asarray(Image.open(tmp_path / "upscaled.png")).astype(int)
     edge = (big[..., 3] > 20) & (big[..., 3] < 235)
     inner = big[..., 3] == 255
@@ -175,7 +175,7 @@ def test_tiles_meet_without_seams(tmp_path):
 
 
 def test_lanczos_method_needs_no_model(cutout, tmp_path):
-    record = upscale.fn(cutout, tmp_path, UpscaleOptions(method="lanczos", scale=4))
+    record = upscale.fn(cutout, tmp_path, ImageRecipe(upscale=UpscaleOptions(method="lanczos", scale=4)))
     out = Image.open(tmp_path / "upscaled.png")
     assert out.size == (1024, 1024) and out.mode == "RGBA"
     assert record.model is None and record.tool.name == "pillow"
@@ -187,7 +187,7 @@ def test_x4plus_at_scale_2_runs_at_4_and_reduces(tmp_path):
     photo("rocket", (40, 30)).save(src)
     out_dir = tmp_path / "o"
     out_dir.mkdir()
-    record = upscale.fn(src, out_dir, UpscaleOptions(model="realesrgan-x4plus", scale=2))
+    record = upscale.fn(src, out_dir, ImageRecipe(upscale=UpscaleOptions(model="realesrgan-x4plus", scale=2)))
     assert Image.open(out_dir / "upscaled.png").size == (80, 60)
     assert record.parameters["native_scale"] == 4
     assert record.model.files == {
@@ -197,8 +197,8 @@ def test_x4plus_at_scale_2_runs_at_4_and_reduces(tmp_path):
 
 
 def test_a_mask_is_resampled_not_hallucinated(astronaut, tmp_path):
-    remove_background.fn(astronaut, tmp_path, RemoveBackgroundOptions(mask_only=True))
-    record = upscale.fn(tmp_path / "cutout.png", tmp_path, UpscaleOptions(scale=2))
+    remove_background.fn(astronaut, tmp_path, ImageRecipe(remove_background=RemoveBackgroundOptions(mask_only=True)))
+    record = upscale.fn(tmp_path / "cutout.png", tmp_path, ImageRecipe(upscale=UpscaleOptions(scale=2)))
     out = Image.open(tmp_path / "upscaled.png")
     assert out.mode == "L" and out.size == (512, 512)
     assert record.parameters["method"] == "lanczos"
@@ -207,7 +207,7 @@ def test_a_mask_is_resampled_not_hallucinated(astronaut, tmp_path):
 def test_one_pixel_image_upscales(tmp_path):
     src = tmp_path / "dot.png"
     Image.new("RGBA", (1, 1), (200, 10, 10, 255)).save(src)
-    upscale.fn(src, tmp_path, UpscaleOptions(scale=4))
+    upscale.fn(src, tmp_path, ImageRecipe(upscale=UpscaleOptions(scale=4)))
     out = Image.open(tmp_path / "upscaled.png")
     assert out.size == (4, 4)
 
@@ -234,5 +234,5 @@ def test_a_requested_gpu_that_is_absent_is_an_error_not_a_fallback(astronaut, tm
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has a CUDA provider")
     with pytest.raises(DeviceError, match="no CUDA provider"):
-        remove_background.fn(astronaut, tmp_path, device="cuda")
+        remove_background.fn(astronaut, tmp_path, ImageRecipe(device="cuda"))
     assert not (tmp_path / "cutout.png").exists()

@@ -35,27 +35,26 @@ _LIST_KEYS = (
 
 @dataclass(frozen=True)
 class WordList:
-    """One language's word classes (lower case), from `lang/<code>.json`; `language` is "neutral" for none."""
+    """One language's word classes (lower case), from `lang/<code>.json`; `language` is "neutral" for none.
+
+    Each class in `_LIST_KEYS` reads as an attribute (`words.determiners`), empty when
+    the list has none; `function_words` are determiners, prepositions, conjunctions and
+    subordinators together.
+    """
 
     language: str
-    determiners: frozenset[str] = frozenset()
-    prepositions: frozenset[str] = frozenset()
-    conjunctions: frozenset[str] = frozenset()
-    subordinators: frozenset[str] = frozenset()
-    subject_pronouns: frozenset[str] = frozenset()
-    auxiliaries: frozenset[str] = frozenset()
-    negations: frozenset[str] = frozenset()
-    particles: frozenset[str] = frozenset()
-    adjectives: frozenset[str] = frozenset()
-    list_conjunctions: frozenset[str] = frozenset()
-    abbreviations: frozenset[str] = frozenset()
-    first_person_singular: frozenset[str] = frozenset()
+    classes: tuple[tuple[str, frozenset[str]], ...] = ()  # (class, words) for the keys of _LIST_KEYS
     fixed_phrases: tuple[tuple[str, ...], ...] = ()
     capitalised_nouns: bool = False  # German: every noun is capitalised, so two capitals are no name
     names: bool = False  # two capitalised words are a name (off for the neutral list)
     function_words: frozenset[str] = field(default=frozenset(), compare=False)
 
     def __post_init__(self) -> None:
+        given = dict(self.classes)
+        if unknown := set(given) - set(_LIST_KEYS):
+            raise ValueError(f"unknown word classes: {sorted(unknown)}")
+        for key in _LIST_KEYS:  # plain attributes: the planner reads them for every pair of words
+            object.__setattr__(self, key, given.get(key, frozenset()))
         words = self.determiners | self.prepositions | self.conjunctions | self.subordinators
         object.__setattr__(self, "function_words", words)
 
@@ -80,7 +79,7 @@ def word_list(language: str | None) -> WordList:
     raw = json.loads((resources.files("assetline.captions") / "lang" / f"{code}.json").read_text(encoding="utf-8"))
     return WordList(
         language=code,
-        **{key: frozenset(w.lower() for w in raw.get(key, ())) for key in _LIST_KEYS},
+        classes=tuple((key, frozenset(w.lower() for w in raw.get(key, ()))) for key in _LIST_KEYS),
         fixed_phrases=tuple(tuple(p.lower().split()) for p in raw.get("fixed_phrases", ())),
         capitalised_nouns=bool(raw.get("capitalised_nouns", False)),
         names=True,

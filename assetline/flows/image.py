@@ -45,13 +45,13 @@ def run_image_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult
         steps: list[StepRecord] = []
         current, inputs = asset.reads, [source_ref(asset)]
         if image.remove_background.enabled:
-            step = remove_background(asset.reads, stage, image.remove_background, image.device, image.max_pixels)
+            step = remove_background(asset.reads, stage, image)
             steps.append(step)
             made.append(Made(stage / step.output, list(inputs), list(steps)))
             current = stage / step.output
             inputs = [source_ref(asset), intermediate_ref(current)]
         if image.upscale.enabled:
-            step = upscale(current, stage, image.upscale, image.device, image.max_pixels, image.max_output_pixels)
+            step = upscale(current, stage, image)
             steps.append(step)
             made.append(Made(stage / step.output, list(inputs), list(steps)))
         return made

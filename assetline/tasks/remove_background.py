@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from assetline import models
-from assetline.config import RemoveBackgroundOptions
+from assetline.config import ImageRecipe
 from assetline.errors import ModelError
 from assetline.imaging import fold_alpha, on_background
 from assetline.imaging.matte import LEVELS_BLACK, LEVELS_WHITE, solid_levels
@@ -50,23 +50,17 @@ def rembg_session(model: str, device: str):
 
 
 @task(name="remove_background", cache_policy=NO_CACHE, persist_result=False)
-def remove_background(
-    source: Path,
-    dest_dir: Path,
-    options: RemoveBackgroundOptions = RemoveBackgroundOptions(),
-    device: str = "cpu",
-    max_pixels: int = 100_000_000,
-) -> StepRecord:
+def remove_background(source: Path, dest_dir: Path, image: ImageRecipe = ImageRecipe()) -> StepRecord:
     """Cut the subject out of `source` and write `dest_dir/cutout.png`.
 
     Args:
         source: any still Pillow reads; EXIF orientation is applied first.
         dest_dir: folder the cutout is written to (a staging folder in a run).
-        options: model (default u2netp), alpha matting, decontamination,
-            mask-only (a greyscale mask instead of a cutout), or a solid
-            background colour instead of transparency (an RGB image).
-        device: "cpu", "cuda" (an error if absent) or "auto".
-        max_pixels: inputs with more pixels are refused before decoding.
+        image: the recipe's image section. Its `remove_background` options: model
+            (default u2netp), alpha matting, decontamination, mask-only (a greyscale
+            mask instead of a cutout), or a solid background colour instead of
+            transparency (an RGB image). `device`: "cpu", "cuda" (an error if
+            absent) or "auto". Inputs over `max_pixels` are refused before decoding.
 
     The model's mask gets levels first (LEVELS_BLACK..LEVELS_WHITE to 0..255):
     rembg's u2netp tops out at 254, which would leave a solid subject 99.6 %
@@ -75,8 +69,9 @@ def remove_background(
     """
     from rembg import remove
 
+    options, device = image.remove_background, image.device
     started = utc_now()
-    loaded = load_image(source, max_pixels)
+    loaded = load_image(source, image.max_pixels)
     session = rembg_session(options.model, device)
     mask = remove(
         loaded.rgb,

@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from assetline import models
-from assetline.config import UpscaleOptions
+from assetline.config import ImageRecipe
 from assetline.errors import BadInputError
 from assetline.imaging import native_scale, resize_lanczos, upscale_with_net
 from assetline.media import load_image
@@ -45,28 +45,23 @@ def ncnn_net(model: str, scale: int, device: str):
 
 
 @task(name="upscale", cache_policy=NO_CACHE, persist_result=False)
-def upscale(
-    source: Path,
-    dest_dir: Path,
-    options: UpscaleOptions = UpscaleOptions(),
-    device: str = "cpu",
-    max_pixels: int = 100_000_000,
-    max_output_pixels: int = 400_000_000,
-) -> StepRecord:
+def upscale(source: Path, dest_dir: Path, image: ImageRecipe = ImageRecipe()) -> StepRecord:
     """Scale `source` (usually the cutout) by `options.scale` into `dest_dir/upscaled.png`.
 
     Args:
         source: a still; RGBA keeps its transparency, a greyscale mask stays a mask.
         dest_dir: folder the result is written to.
-        options: method "realesrgan" (default model realesr-animevideov3;
-            realesrgan-x4plus for photos, slower) or "lanczos"; scale 2, 3 or 4;
-            tile size and overlap for the learned method. A model without a net
-            for the scale runs at its own and is reduced with Lanczos.
-        device: "cpu", "cuda" (Vulkan GPU through ncnn; an error if absent) or "auto".
-        max_pixels / max_output_pixels: refuse inputs or results beyond these.
+        image: the recipe's image section. Its `upscale` options: method
+            "realesrgan" (default model realesr-animevideov3; realesrgan-x4plus
+            for photos, slower) or "lanczos"; scale 2, 3 or 4; tile size and
+            overlap for the learned method. A model without a net for the scale
+            runs at its own and is reduced with Lanczos. `device`: "cpu", "cuda"
+            (Vulkan GPU through ncnn; an error if absent) or "auto". Inputs over
+            `max_pixels`, or results over `max_output_pixels`, are refused.
     """
+    options, device, max_output_pixels = image.upscale, image.device, image.max_output_pixels
     started = utc_now()
-    loaded = load_image(source, max_pixels)
+    loaded = load_image(source, image.max_pixels)
     w, h = loaded.rgb.size
     target = (w * options.scale, h * options.scale)
     if target[0] * target[1] > max_output_pixels:
