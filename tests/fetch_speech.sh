@@ -3,6 +3,8 @@
 # installing them: apt-get download + dpkg-deb -x. CC-BY-SA-3.0 (see the packages' copyright files).
 set -euo pipefail
 dest=${1:?destination folder}
+mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)  # absolute: the work below happens in a temporary folder
 pkgs="asterisk-core-sounds-en-wav asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav
       asterisk-core-sounds-en asterisk-core-sounds-it asterisk-core-sounds-ru"
 work=$(mktemp -d)
