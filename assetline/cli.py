@@ -16,7 +16,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 
 from assetline import __version__  # noqa: E402
-from assetline.commands import demo, keys, models, review, run, serve, slots, verify, watch  # noqa: E402
+from assetline.commands import demo, keys, models, review, run, serve, slots, verify, versions, watch  # noqa: E402
 from assetline.commands._common import out  # noqa: E402
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ def main(
 app.command()(run.run)
 app.command()(slots.slots)
 app.command()(verify.verify)
+app.command()(versions.versions)
 app.command()(demo.demo)
 app.command()(serve.serve)
 app.command()(watch.watch)

@@ -308,6 +308,14 @@ class ReviewOptions(_Strict):
     kinds: list[AssetKind] = Field(default_factory=lambda: ["image", "video", "audio"])  # what the policy applies to
 
 
+class VersionOptions(_Strict):
+    """Earlier versions of an asset's outputs, kept under OUT/<asset>/.versions/vNNN/."""
+
+    # How many versions to keep, the current one counted: the oldest go first, never the
+    # current one nor the latest a person approved.
+    keep: int = Field(5, ge=1, le=1000)
+
+
 class Recipe(_Strict):
     run: RunOptions = RunOptions()
     inbox: InboxOptions = InboxOptions()
@@ -316,6 +324,7 @@ class Recipe(_Strict):
     video: FootageRecipe = FootageRecipe()
     provenance: ProvenanceOptions = ProvenanceOptions()
     review: ReviewOptions = ReviewOptions()
+    versions: VersionOptions = VersionOptions()
 
     def required_models(self) -> list[str]:
         """The registered models this recipe will load."""

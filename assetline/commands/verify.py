@@ -18,7 +18,8 @@ def verify(
     For each output: its C2PA validation state, whether its signer is trusted
     (the anchors of `assetline keys show`), the chain of ingredients back to
     the original input, the AI disclosure, and that the JSON sidecar agrees
-    with the signed manifest. One line per problem.
+    with the signed manifest, and each earlier version kept under
+    `.versions/` against the hash its successor recorded. One line per problem.
     """
     from assetline.provenance import verify_paths
 
@@ -32,6 +33,9 @@ def verify(
             if review is not None:  # signed with the output: the JSON agrees with the C2PA manifest (checked)
                 said = f": {review.comment}" if review.comment else ""
                 out.print(f"       approved by {review.by} at {review.at}{said}", highlight=False)
+            for note in v.notes:
+                if note.startswith("versions: "):  # each earlier version kept, checked against the hash recorded
+                    out.print(f"       {note}", highlight=False)
         else:
             for problem in v.problems:
                 out.print(f"[red]FAILED[/red] {v.output}: {problem}", highlight=False)

@@ -126,10 +126,12 @@ def produce(
                         recipe_sha256=recipe_sha256, training_mining=recipe.provenance.training_mining,
                         outputs=[review_queue.HeldOutput(name=m.output.name, inputs=m.inputs, steps=m.steps) for m in made],
                         every_output=sorted(every_output), reasons=reasons, run=current_run(),
+                        keep_versions=recipe.versions.keep,
                     )  # fmt: skip
                     held_dir = review_queue.hold(made, out_root, asset.folder_name, waiting)
                     return AssetResult.held(asset, held_dir, [m.output.name for m in made], reasons)
-                outputs = publish_outputs(made, final_dir, recipe_sha256, recipe.provenance.training_mining)
+                outputs = publish_outputs(made, final_dir, recipe_sha256, recipe.provenance.training_mining,
+                                          keep_versions=recipe.versions.keep)  # fmt: skip
             except (OSError, AssetlineError) as exc:  # a full disk, an unwritable folder: named as the user sees it
                 stated = restate_staged_error(exc, stage, final_dir)
                 if stated is None:
@@ -158,9 +160,14 @@ def awaiting_or_rejected(asset: Asset, out_root: Path, recipe_sha256: str) -> As
 
 def publish_outputs(
     made: list[Made], final_dir: Path, recipe_sha256: str, training_mining: str,
-    review: ReviewRecord | None = None, run: RunRef | None = None,
+    review: ReviewRecord | None = None, run: RunRef | None = None, keep_versions: int = 5,
 ) -> list[Path]:  # fmt: skip
     """Sign each staged output and write its sidecars beside it, then move outputs, then sidecars, into `final_dir`.
+
+    What `final_dir` held is kept first as the previous version (`versions.py`:
+    `.versions/vNNN/`); each new manifest records its version number and the
+    previous version's sha256 of the same output, and `keep_versions` versions
+    stay, the current one counted.
 
     Every output gets Content Credentials the same way, whatever its kind: a
     C2PA manifest inside it (PNG, JPEG, MP4) or in `X.c2pa` (text), then the
@@ -174,13 +181,17 @@ def publish_outputs(
     from assetline.provenance.credentials import c2pa_sidecar_for
     from assetline.provenance.signing import content_signer
 
+    from assetline import versions
+
     run = run or current_run()
     signer, _ = content_signer(training_mining)
+    number, replaced = versions.archive_current(final_dir)
     files, stores, sidecars = [], [], []
     signed: dict[str, InputRef] = {}  # outputs of this run, as they are once signed
     for item in made:
         inputs = [signed.get(ref.path, ref) if ref.role == "intermediate" else ref for ref in item.inputs]
-        manifest = build_manifest(item.output, inputs, item.steps, recipe_sha256, run)
+        previous = replaced.previous_of(item.output.name) if replaced else None
+        manifest = build_manifest(item.output, inputs, item.steps, recipe_sha256, run, number, previous)
         if review is not None:
             manifest = manifest.model_copy(update={"review": review})
         sidecars.append(write_manifest(item.output, manifest, signer))
@@ -188,6 +199,7 @@ def publish_outputs(
         stores += [p for p in (c2pa_sidecar_for(item.output),) if p.is_file()]
         signed[item.output.name] = intermediate_ref(item.output)
     moved = publish(files + stores + sidecars, final_dir)
+    versions.prune(final_dir, keep_versions)
     return moved[: len(files)]
 
 

@@ -5,7 +5,8 @@ and format; the input as its `parentOf` ingredient (the input's own manifest
 kept when it has one, so a chain survives across tools and repeated runs);
 an intermediate text this output was made from (the transcript behind
 subtitles, the subtitles inside a video) as a `componentOf` ingredient with
-its manifest; a `c2pa.actions` assertion, `c2pa.opened` then one action per
+its manifest; the version it replaced, when there is one, as a `componentOf`
+ingredient named by its sha256 (`previous-version`); a `c2pa.actions` assertion, `c2pa.opened` then one action per
 step, each with its IPTC digital source type (the AI disclosure); a thumbnail
 for pictures and video; a `cawg.training-mining` assertion from the recipe;
 and `org.assetline.provenance`, the JSON sidecar's content (everything but
@@ -38,6 +39,7 @@ REVIEW_LABEL = "org.assetline.review"  # who approved the output before delivery
 REVIEW_ACTION = "org.assetline.approved"
 TRAINING_MINING_ENTRIES = ("cawg.ai_training", "cawg.ai_generative_training", "cawg.ai_inference", "cawg.data_mining")
 _PARENT, _COMPONENT = "parent", "component"
+PREVIOUS_VERSION = "previous-version"  # the ingredient naming the version an output replaced
 
 # Step name -> (C2PA action, what it did). Steps whose action depends on what they did are in `_action_name`.
 ACTIONS: dict[str, tuple[str, str]] = {
@@ -76,6 +78,9 @@ def manifest_builder(
         label = f"{_COMPONENT}-{i}"
         ingredients.append(_component(stage / ref.path, label, anchors, resources))
         component_ids.append(label)
+    if manifest.previous is not None:  # the version this output replaces: named by its hash, its file kept beside
+        ingredients.append({"title": manifest.previous.path, "format": media_type(output), "relationship": "componentOf",
+                            "label": PREVIOUS_VERSION, "instance_id": f"sha256:{manifest.previous.sha256}"})  # fmt: skip
     own_steps = _steps_after(manifest.steps, parent_ref.path if parent_ref.role == "intermediate" else None)
     actions = [{"action": "c2pa.opened", "parameters": {"ingredientIds": [_PARENT]},
                 "description": f"opened {Path(parent_ref.path).name}"}]  # fmt: skip

@@ -122,6 +122,14 @@ class ReviewRecord(_Record):
     reasons: list[ReviewReason] = Field(default_factory=list)
 
 
+class PreviousRef(_Record):
+    """The same output in the version this one replaced (`versions.py`): where it is kept and its bytes' hash."""
+
+    version: int
+    path: str  # relative to the asset folder: .versions/v002/subtitles.srt
+    sha256: str
+
+
 class Manifest(_Record):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -136,13 +144,20 @@ class Manifest(_Record):
     created_at: str = Field(default_factory=utc_now)
     # Who approved the output, when it was held for review (absent when it was delivered unreviewed).
     review: ReviewRecord | None = None
+    # This output's version of the asset (1 for the first delivery), and the one it replaced.
+    version: int = Field(1, ge=1)
+    previous: PreviousRef | None = None
     # Reserved for signing (C2PA): absent in unsigned v1 manifests.
     signature: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
-        # `review` is left out when there was none, so sidecars written before it existed read back the same.
-        skip = {"review"} if self.review is None else None
-        return (self.model_dump_json(by_alias=True, exclude_none=False, indent=2, exclude=skip) + "\n").encode()
+        # Fields a sidecar written before they existed lacks are left out when empty, so it reads back the same.
+        skip = {"review"} if self.review is None else set()
+        if self.previous is None:
+            skip.add("previous")
+            if "version" not in self.model_fields_set:
+                skip.add("version")
+        return (self.model_dump_json(by_alias=True, exclude_none=False, indent=2, exclude=skip or None) + "\n").encode()
 
 
 # What changes when an output is signed (its bytes, when the manifest goes inside it) and the

@@ -134,6 +134,12 @@ def verify_output(output: Path, anchors: Any = _CONFIGURED, require_trust: bool 
             verdict.problems.append(f"{what} input {ref.path} has changed since (sha256 differs)")
     if credentials is not None and credentials.intact and not swapped:
         _check_credentials(verdict, manifest, credentials, require_trust)
+    if manifest.previous is not None and require_trust:  # the history, back through .versions/ (not for freshness)
+        from assetline.versions import walk
+
+        notes, problems = walk(output, manifest, sha256_of)
+        verdict.notes += notes
+        verdict.problems += problems
     return verdict
 
 

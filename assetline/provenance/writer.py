@@ -11,6 +11,7 @@ from assetline.provenance.manifest import (
     InputRef,
     Manifest,
     OutputRef,
+    PreviousRef,
     RunRef,
     StepRecord,
     disclose,
@@ -60,8 +61,12 @@ def build_manifest(
     steps: list[StepRecord],
     recipe_sha256: str,
     run: RunRef,
+    version: int = 1,
+    previous: PreviousRef | None = None,
 ) -> Manifest:
     return Manifest(
+        version=version,
+        previous=previous,
         output=output_ref(output),
         inputs=inputs,
         steps=steps,

@@ -55,6 +55,7 @@ class HeldAsset(BaseModel):
     reasons: list[ReviewReason]
     run: RunRef
     held_at: str = Field(default_factory=utc_now)
+    keep_versions: int = 5  # the recipe's versions.keep, for the delivery
 
     def to_json(self) -> bytes:
         return (self.model_dump_json(by_alias=True, indent=2) + "\n").encode()
@@ -179,6 +180,7 @@ def _deliver(out_root: Path, held: HeldAsset, record: ReviewRecord) -> list[Path
         for item in held.outputs:
             shutil.copy2(source / item.name, stage / item.name)  # the held copy stays until all is delivered
             made.append(Made(stage / item.name, list(item.inputs), list(item.steps)))
-        outputs = publish_outputs(made, final_dir, held.recipe_sha256, held.training_mining, review=record, run=held.run)
+        outputs = publish_outputs(made, final_dir, held.recipe_sha256, held.training_mining, review=record, run=held.run,
+                                  keep_versions=held.keep_versions)  # fmt: skip
     remove_stale(final_dir, set(held.every_output) - {p.name for p in outputs})
     return outputs
