@@ -92,8 +92,6 @@ class TranscribeOptions(_Strict):
     language: str | None = Field("auto", pattern=r"^[A-Za-z]{2,16}$")
     # "en": also an English translation (Whisper's translate task) when the speech is not English; None: never.
     translate_to: Literal["en"] | None = "en"
-    # A detected language below this probability is flagged for review ("language_uncertain").
-    min_language_probability: float = Field(0.7, ge=0, le=1)
     # Names, brands, places: given to the model as hotwords, and their spelling restored in the text.
     glossary: list[str] = Field(default_factory=list, max_length=200)
     # Terms whose cues are flagged in the manifest and the run's summary (held for review).

@@ -64,7 +64,8 @@ class Transcript(BaseModel):
 
     `language` is the spoken language ("und" where no speech was found), `windows`
     what each window of the sound was heard as, `flags` what a reviewer should look
-    at (`no_speech`, `language_uncertain`, `several_languages`, `language_assumed`).
+    at (`no_speech`, `several_languages`, `language_assumed`); a probability too low
+    to trust is the review policy's flag (`language_uncertain`, review.min_language_probability).
     """
 
     model_config = ConfigDict(extra="forbid")

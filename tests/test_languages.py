@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from assetline.config import SubtitleOptions, TranscribeOptions
+from assetline.config import Recipe, SubtitleOptions, TranscribeOptions
 from assetline.ffmpeg import run_ffmpeg
 from assetline.tasks.subtitles import TRANSLATED_NAMES, output_names, subtitles
+from assetline.flows._asset import Made
+from assetline.review.policy import review_reasons
 from assetline.tasks.transcribe import choose_language, transcribe
 from assetline.transcript import Transcript, WindowLanguage
 from helpers.speech import VOICES, fetch, prompt, word_error_rate
@@ -170,8 +172,10 @@ def test_a_language_heard_with_low_confidence_is_recorded_and_flagged(tmp_path):
     record = transcribe.fn(short, tmp_path, TranscribeOptions())
     transcript = read(tmp_path)
     assert transcript.language_probability is not None and transcript.language_probability < 0.7
-    assert "language_uncertain" in transcript.flags and "language_uncertain" in record.parameters["flags"]
     assert record.parameters["language_probability"] == transcript.language_probability
+    # One threshold decides it, the review policy's (review.min_language_probability, 0.8)
+    held = review_reasons("audio", [Made(tmp_path / "transcript.json", [], [record])], Recipe())
+    assert [r.flag for r in held] == ["language_uncertain"] and "under 0.8" in held[0].detail
 
 
 def test_the_clip_language_is_the_one_heard_over_the_most_speech():
@@ -181,13 +185,12 @@ def test_the_clip_language_is_the_one_heard_over_the_most_speech():
         WindowLanguage(start=120, end=180, speech_seconds=40.0, language="es", probability=0.85),
         WindowLanguage(start=180, end=200, speech_seconds=0.0, language=None, probability=None),
     ]
-    language, probability, flags = choose_language(windows, 0.7)
+    language, probability, flags = choose_language(windows)
     assert language == "es" and probability == pytest.approx((50 * 0.95 + 40 * 0.85) / 90, abs=1e-4)
     assert flags == ["several_languages"]  # 12 s of English: at least 3 s and a tenth of the speech
     windows[0] = windows[0].model_copy(update={"speech_seconds": 5.0})
-    assert choose_language(windows, 0.7)[2] == []  # 5 s in 95: a stray window, not a second language
-    assert choose_language(windows, 0.99)[2] == ["language_uncertain"]
-    assert choose_language(windows[3:], 0.7) == ("und", None, ["no_speech"])
+    assert choose_language(windows)[2] == []  # 5 s in 95: a stray window, not a second language
+    assert choose_language(windows[3:]) == ("und", None, ["no_speech"])
 
 
 def test_a_glossary_term_restores_its_spelling_and_one_never_heard_is_recorded(tmp_path):

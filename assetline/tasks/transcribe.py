@@ -141,16 +141,14 @@ def _check_language(options: TranscribeOptions, model) -> str | None:
     return language
 
 
-def choose_language(
-    windows: list[WindowLanguage], min_probability: float
-) -> tuple[str, float | None, list[str]]:
+def choose_language(windows: list[WindowLanguage]) -> tuple[str, float | None, list[str]]:
     """The clip's language, its probability and the flags, from what each window was heard as.
 
     The language heard over the most seconds of speech wins; its probability is
     the speech-weighted mean over the windows heard in it. Flags: `no_speech`
     (no window had any: the language is `und`), `several_languages` (another
-    language held at least 3 s and a tenth of the speech), `language_uncertain`
-    (the probability is under `min_probability`).
+    language held at least 3 s and a tenth of the speech). Whether the probability
+    is too low is the review policy's question (`review.min_language_probability`).
     """
     heard = [w for w in windows if w.language and w.speech_seconds > 0]
     if not heard:
@@ -165,8 +163,6 @@ def choose_language(
     total = sum(seconds.values())
     if any(k != language and v >= 3.0 and v >= 0.1 * total for k, v in seconds.items()):
         flags.append("several_languages")
-    if probability < min_probability:
-        flags.append("language_uncertain")
     return language, round(probability, 4), flags
 
 
@@ -226,8 +222,7 @@ def transcribe(
             always means "en", flagged `language_assumed`, and any other
             language for it is a `RecipeError`); translate_to "en": speech in
             another language is also translated (None: never);
-            min_language_probability: below it the language is flagged
-            `language_uncertain`; glossary: terms given to the model as hotwords
+            glossary: terms given to the model as hotwords
             and whose spelling is restored in the text; device cpu/cuda/auto
             with compute_type and cpu_threads (see `whisper_model`); beam_size;
             vad: skip silence with Silero VAD (on by default; without it
@@ -305,7 +300,7 @@ def transcribe(
         if options.detect:  # an English-only model was asked to detect
             flags.append("language_assumed")
     else:
-        language, probability, flags = choose_language(windows, options.min_language_probability)
+        language, probability, flags = choose_language(windows)
     glossary = GlossaryReport()
     if options.glossary:
         restore_spelling(segments, options.glossary, glossary)
