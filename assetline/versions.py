@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from assetline.provenance.credentials import c2pa_sidecar_for
 from assetline.provenance.manifest import SIDECAR_SUFFIX, Manifest, PreviousRef, ReviewRecord, sidecar_for
 from assetline.storage import sha256_file
 
@@ -93,6 +94,15 @@ def archived(asset_dir: Path) -> list[Version]:
     return sorted(found, key=lambda v: v.number)
 
 
+def _archived_numbers(asset_dir: Path) -> list[int]:
+    """The numbers of the versions under `.versions/`, from the folder names alone."""
+    try:
+        names = os.listdir(asset_dir / VERSIONS_DIR)
+    except OSError:
+        return []
+    return [int(m.group(1)) for m in map(_ARCHIVED.match, names) if m]
+
+
 def history(asset_dir: Path) -> list[Version]:
     """Every version kept of the asset, oldest first; the last is the current one when there is one."""
     versions = archived(asset_dir)
@@ -129,9 +139,9 @@ def archive_current(asset_dir: Path) -> tuple[int, Archived | None]:
     for stale in root.glob(f"{_GATHERING}*"):  # a gathering cut short by a crash (we hold the asset's lock)
         shutil.rmtree(stale, ignore_errors=True)
     current = read_set(asset_dir)
-    kept = archived(asset_dir)
+    kept = _archived_numbers(asset_dir)
     if not current:
-        return max((v.number for v in kept), default=0) + 1, None
+        return max(kept, default=0) + 1, None
     number = max(_number(current), 1)
     target = root / f"v{number:03d}"
     if not target.exists():  # else archived already, by a run that crashed before it published
@@ -139,11 +149,11 @@ def archive_current(asset_dir: Path) -> tuple[int, Archived | None]:
         gathering.mkdir(parents=True)
         for name in current:
             output = asset_dir / name
-            for path in (output, output.with_name(name + ".c2pa"), sidecar_for(output)):
+            for path in (output, c2pa_sidecar_for(output), sidecar_for(output)):
                 if path.is_file():
                     _link_or_copy(path, gathering / path.name)
         os.rename(gathering, target)
-    following = max([number] + [v.number for v in kept]) + 1
+    following = max([number, *kept]) + 1
     return following, Archived(number, {name: m.output.sha256 for name, m in current.items()})
 
 

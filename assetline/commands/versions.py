@@ -40,7 +40,7 @@ def versions(
     out_dir: OutOption = Path("out"),
 ) -> None:
     """List an asset's versions: the current one in OUT/<asset>/, earlier ones kept in .versions/vNNN/."""
-    from assetline.review.held import rejection_path
+    from assetline.review.held import read_rejection
     from assetline.versions import history
 
     folders = _asset_dirs(name, out_dir)
@@ -55,21 +55,12 @@ def versions(
             review = f"{r.decision} by {r.by} at {r.at}" + (f": {r.comment}" if r.comment else "") if r else "-"
             where = "current" if v.current else str(v.folder.relative_to(folder))
             table.add_row(f"v{v.number}", _when(v.created_at), v.recipe_sha256[:12], review, ", ".join(v.manifests), where)
-        rejected = _rejection(rejection_path(folder.parent, folder.name))  # the last rejection, if any
+        rejected = read_rejection(folder.parent, folder.name)  # the last rejection, if any
         if rejected is not None:
             r = rejected.review
             table.add_row("-", _when(r.at), rejected.recipe_sha256[:12], f"reject by {r.by} at {r.at}: {r.comment}", "nothing delivered", "")
         out.print(table)
     raise typer.Exit(EXIT_OK)
-
-
-def _rejection(path: Path):
-    from assetline.review.held import Rejection
-
-    try:
-        return Rejection.model_validate_json(path.read_bytes())
-    except (OSError, ValueError):
-        return None
 
 
 def _when(at: str) -> str:

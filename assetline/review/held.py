@@ -115,13 +115,18 @@ def rejection_path(out_root: Path, folder: str) -> Path:
     return review_root(out_root) / REJECTED_DIR / f"{folder}.json"
 
 
-def rejected(out_root: Path, folder: str, sha256: str, recipe_sha256: str) -> Rejection | None:
-    """The rejection of this very input and recipe, when a reviewer gave one."""
+def read_rejection(out_root: Path, folder: str) -> Rejection | None:
+    """The last rejection of the asset `folder`, whatever its recipe; None when there is none."""
     try:
-        record = Rejection.model_validate_json(rejection_path(out_root, folder).read_bytes())
+        return Rejection.model_validate_json(rejection_path(out_root, folder).read_bytes())
     except (OSError, ValueError):
         return None
-    return record if (record.sha256, record.recipe_sha256) == (sha256, recipe_sha256) else None
+
+
+def rejected(out_root: Path, folder: str, sha256: str, recipe_sha256: str) -> Rejection | None:
+    """The rejection of this very input and recipe, when a reviewer gave one."""
+    record = read_rejection(out_root, folder)
+    return record if record is not None and (record.sha256, record.recipe_sha256) == (sha256, recipe_sha256) else None
 
 
 def forget_rejection(out_root: Path, folder: str) -> bool:
