@@ -156,46 +156,105 @@ def render_matte(
             streams[MASK] = _stream(containers[MASK], MASK_CODEC, MASK_PIX_FMT, video, rate,
                                     {"crf": str(MASK_CRF), "preset": MASK_PRESET}, facts.display_matrix)  # fmt: skip
         duration = float(video.duration * video.time_base) if video.duration else None
-        frames, last, pixels, opaque, clear, subject, soft = 0, None, 0, 0, 0, 0, 0
-        clearest = (0, 256.0)
-        for frame in src.decode(video):
-            rgb, matte = matter.video_frame(frame)
-            last = output_pts(frame.pts, frame.time_base, Fraction(0), last)
-            mean = float(matte.alpha.mean())
-            if mean < clearest[1]:
-                clearest = (frames, mean)
-            pixels += matte.alpha.size
-            opaque += int(np.count_nonzero(matte.alpha == 255))
-            clear += int(np.count_nonzero(matte.alpha == 0))
-            inside = matte.alpha > SOFT_LOW
-            subject += int(np.count_nonzero(inside))
-            soft += int(np.count_nonzero(inside & (matte.alpha < SOFT_HIGH)))
-            for name, stream in streams.items():
-                if name == MOV:
-                    out = av.VideoFrame.from_ndarray(np.dstack([rgb, matte.alpha]), format="rgba")
-                    out = out.reformat(format=PRORES_PIX_FMT, dst_colorspace=colorspace or None,
-                                       dst_color_range=color_range or None)  # fmt: skip
-                else:
-                    out = av.VideoFrame.from_ndarray(matte.alpha, format="gray").reformat(format=MASK_PIX_FMT)
-                out.pts, out.time_base = last, frame.time_base
-                for packet in stream.encode(out):
-                    containers[name].mux(packet)
-            frames += 1
-            if progress is not None and duration and frame.time is not None:
-                progress.update(float(frame.time) / duration)
-        if frames == 0:
-            raise BadInputError(picture, "no video frame could be decoded for the matte")
-        for name, stream in streams.items():
-            for packet in stream.encode(None):
-                containers[name].mux(packet)
+        writer = _Writer(streams, containers, colorspace, color_range)
+        frames, last = 0, None
+        with writer:
+            for frame in src.decode(video):
+                rgb, matte = matter.video_frame(frame)
+                last = output_pts(frame.pts, frame.time_base, Fraction(0), last)
+                writer.put(frames, rgb, matte.alpha, last, frame.time_base)
+                frames += 1
+                if progress is not None and duration and frame.time is not None:
+                    progress.update(float(frame.time) / duration)
+            if frames == 0:
+                raise BadInputError(picture, "no video frame could be decoded for the matte")
         for container in containers.values():
             container.close()
+        clearest, tally = writer.clearest, writer.tally
         if MOV in tmps:
             verify_alpha(tmps[MOV], clearest[0], clearest[1])
     if progress is not None:
         progress.done()
+    pixels, opaque, clear, subject, soft = tally
     return MatteRun(frames, matter.size, clearest[0], round(clearest[1], 3), opaque / pixels, clear / pixels,
                     soft / subject if subject else None)  # fmt: skip
+
+
+class _Writer:
+    """Encodes the mattes on a thread of its own while the model works on the next frame.
+
+    PyAV releases the GIL in swscale and in the encoders, and onnxruntime in
+    its run: on two cores the encode then fills the model's idle time instead
+    of following it. The queue holds at most QUEUE frames (memory stays flat);
+    an error in the thread stops the decode loop and is raised where it was put.
+    Also tallies the alpha figures of `MatteRun` as it goes.
+    """
+
+    QUEUE = 3
+
+    def __init__(self, streams: dict, containers: dict, colorspace, color_range) -> None:
+        import queue
+        import threading
+
+        self.streams, self.containers = streams, containers
+        self.colorspace, self.color_range = colorspace or None, color_range or None
+        self.clearest = (0, 256.0)
+        self.tally = [0, 0, 0, 0, 0]  # pixels, opaque, clear, subject, soft
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(self.QUEUE)
+        self._thread = threading.Thread(target=self._run, name="matte-encode", daemon=True)
+
+    def __enter__(self) -> _Writer:
+        self._thread.start()
+        return self
+
+    def put(self, index: int, rgb: np.ndarray, alpha: np.ndarray, pts: int, time_base) -> None:
+        self._raise()
+        self._queue.put((index, rgb, alpha, pts, time_base))
+
+    def __exit__(self, kind, error, tb) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if kind is None:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        ended = False
+        try:
+            while (item := self._queue.get()) is not None:
+                self._write(*item)
+            ended = True
+            for name, stream in self.streams.items():
+                for packet in stream.encode(None):
+                    self.containers[name].mux(packet)
+        except BaseException as e:  # re-raised in the decoding thread
+            self.error = e
+            while not ended and self._queue.get() is not None:  # drain, so the producer never blocks
+                pass
+
+    def _write(self, index: int, rgb: np.ndarray, alpha: np.ndarray, pts: int, time_base) -> None:
+        import av
+
+        mean = float(alpha.mean())
+        if mean < self.clearest[1]:
+            self.clearest = (index, mean)
+        inside = alpha > SOFT_LOW
+        for i, n in enumerate((alpha.size, np.count_nonzero(alpha == 255), np.count_nonzero(alpha == 0),
+                               np.count_nonzero(inside), np.count_nonzero(inside & (alpha < SOFT_HIGH)))):  # fmt: skip
+            self.tally[i] += int(n)
+        for name, stream in self.streams.items():
+            if name == MOV:
+                out = av.VideoFrame.from_ndarray(np.dstack([rgb, alpha]), format="rgba")
+                out = out.reformat(format=PRORES_PIX_FMT, dst_colorspace=self.colorspace, dst_color_range=self.color_range)
+            else:
+                out = av.VideoFrame.from_ndarray(alpha, format="gray").reformat(format=MASK_PIX_FMT)
+            out.pts, out.time_base = pts, time_base
+            for packet in stream.encode(out):
+                self.containers[name].mux(packet)
 
 
 def verify_alpha(path: Path, index: int, written_mean: float) -> None:
