@@ -8,6 +8,9 @@
 # during the build), so nothing is downloaded at run time. /data holds the inbox, the
 # outputs, the local Prefect server's database and the signing key (made on first use;
 # mount your own CA-issued key with ASSETLINE_SIGNING_CERT / ASSETLINE_SIGNING_KEY).
+# Listening on 0.0.0.0, the API requires an auth string: PREFECT_SERVER_API_AUTH_STRING (or
+# ..._FILE, a mounted secret), else serve makes one in /data/prefect/api-auth-string (mode 0600)
+# and prints where. The entrypoint turns each secret file into its variable (configs/docker-entrypoint.sh).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -45,4 +48,5 @@ EXPOSE 4200
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
   CMD python -c "import os, sys, httpx; api = os.environ.get('PREFECT_API_URL', 'http://127.0.0.1:4200/api'); sys.exit(httpx.get(api + '/health', timeout=4).status_code != 200)"
 
+ENTRYPOINT ["sh", "/opt/assetline/src/configs/docker-entrypoint.sh"]
 CMD ["assetline", "serve", "--inbox", "/data/inbox", "--out", "/data/out", "--host", "0.0.0.0", "--port", "4200"]

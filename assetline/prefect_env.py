@@ -2,6 +2,7 @@
 
 Offline machines: no telemetry. A home of assetline's own (unless the user set
 one), so runs, the SQLite database and logs don't land in a shared ~/.prefect.
+The API auth string `serve` stored there is sent when none is set (`assetline.auth`).
 Console logging from flow runs is kept quiet in the CLI: the UI has the logs.
 """
 
@@ -23,6 +24,9 @@ def configure(quiet_console: bool = True) -> None:
     os.environ.setdefault("PREFECT_HOME", str(home))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_CLI_PROMPT", "false")
+    from assetline.auth import load_client_auth
+
+    load_client_auth()
     if quiet_console:
         # Only the console handler is quietened: flow and task logs still reach the API (and the UI).
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")

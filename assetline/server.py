@@ -17,11 +17,19 @@ from contextlib import contextmanager
 
 import httpx
 
+from assetline.auth import SERVER_VAR, is_loopback
 from assetline.errors import AssetlineError
 from assetline.lifetime import die_with_parent
 from assetline.prefect_env import prefect_home
 
 STARTUP_TIMEOUT_S = 120
+# Retention (Prefect's own db_vacuum service): flow runs ended more than 30 days ago are deleted with their
+# logs, task runs and artifacts; events go after PREFECT_SERVER_EVENTS_RETENTION_PERIOD (Prefect: 7 days).
+# The outputs keep their provenance manifests, so what is lost is the run history only. Set either to change it.
+RETENTION = {
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(30 * 24 * 3600),
+}
 
 
 def ui_url_for(api_url: str) -> str:
@@ -50,7 +58,8 @@ def prefect_server(port: int = 4200, host: str = "127.0.0.1", ui: bool = True) -
 
     The local one listens on `host` (loopback by default; 0.0.0.0 in a container, where
     the port is published; port 0: any free one); the UI's browser side reaches the API at
-    `PREFECT_UI_API_URL`, by default through 127.0.0.1 and the same port. It is this
+    `PREFECT_UI_API_URL`, by default through 127.0.0.1 and the same port. Beyond loopback
+    it requires PREFECT_SERVER_API_AUTH_STRING (`auth.ensure_server_auth` sets it). It is this
     process's own child: it gets SIGTERM when this process dies, however it dies
     (`lifetime.die_with_parent`), so it never outlives `run`, `serve` or `demo`.
     """
@@ -58,12 +67,14 @@ def prefect_server(port: int = 4200, host: str = "127.0.0.1", ui: bool = True) -
         yield ui_url_for(os.environ["PREFECT_API_URL"])
         return
     port = port or free_port(host)
+    if not is_loopback(host) and not os.environ.get(SERVER_VAR):
+        raise AssetlineError(f"{host}:{port}", f"a server reachable beyond loopback needs {SERVER_VAR} (user:password)")
     if not _port_free(port, host):
         raise AssetlineError(f"{host}:{port}", "port is in use: pass --port, or set PREFECT_API_URL to that server")
     home = prefect_home()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**RETENTION, **os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.setdefault("PREFECT_UI_API_URL", f"http://127.0.0.1:{port}/api")
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
     with open(log_path, "ab") as log:

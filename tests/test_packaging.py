@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+import os
 import re
 import shutil
 import subprocess
@@ -102,6 +103,53 @@ def test_compose_has_server_on_postgres_a_worker_and_the_watcher():
     assert services["watcher"]["command"][:2] == ["assetline", "watch"]
     for name in ("worker", "watcher"):
         assert services[name]["environment"]["PREFECT_API_URL"] == "http://server:4200/api"
+
+
+SECRET_VARS = ("PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_SERVER_DATABASE_PASSWORD")
+
+
+def test_compose_takes_the_auth_string_and_passwords_from_secrets_never_literals():
+    text = (REPO / "docker-compose.yml").read_text()
+    compose = yaml.safe_load(text)
+    services = compose["services"]
+    assert "prefect:prefect" not in text
+    assert {"prefect_auth_string", "postgres_password"} <= set(compose["secrets"])
+    assert all(set(secret) == {"file"} for secret in compose["secrets"].values())
+    for name, service in services.items():
+        for var, value in (service.get("environment") or {}).items():
+            if "PASSWORD" in var or "AUTH_STRING" in var:  # a secret only ever by file, never its value
+                assert var.endswith("_FILE") and str(value).startswith("/run/secrets/"), f"{name}: {var}={value}"
+                assert str(value).removeprefix("/run/secrets/") in service["secrets"], f"{name}: {var} names no secret of its own"
+    assert "ports" not in services["postgres"]  # reachable from the project's network only
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    server = services["server"]["environment"]
+    assert "$${PREFECT_SERVER_DATABASE_PASSWORD}@" in server["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert "PREFECT_SERVER_API_AUTH_STRING_FILE" in server
+    assert {"events", "flow_runs"} <= set(server["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"].split(","))
+    for name in ("worker", "watcher"):
+        assert services[name]["environment"]["PREFECT_API_AUTH_STRING_FILE"] == "/run/secrets/prefect_auth_string"
+
+
+def test_the_image_entrypoint_turns_secret_files_into_the_variables_prefect_reads(tmp_path):
+    entrypoint = next(a for k, a in _instructions() if k == "ENTRYPOINT")
+    script = REPO / "configs" / "docker-entrypoint.sh"
+    assert str(script.relative_to(REPO)) in entrypoint
+    (tmp_path / "auth").write_text("admin:from-the-secret\n")
+    (tmp_path / "pg").write_text("pg-from-the-secret\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_VARS)}
+    env.update(PREFECT_API_AUTH_STRING_FILE=str(tmp_path / "auth"), PREFECT_SERVER_API_AUTH_STRING_FILE=str(tmp_path / "auth"),
+               PREFECT_SERVER_DATABASE_PASSWORD_FILE=str(tmp_path / "pg"),
+               PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://prefect:${PREFECT_SERVER_DATABASE_PASSWORD}@postgres:5432/prefect")  # fmt: skip
+    read = ("from prefect.settings import Settings; s = Settings(); "
+            "print(s.api.auth_string.get_secret_value(), s.server.api.auth_string.get_secret_value(), "
+            "s.server.database.connection_url.get_secret_value())")  # fmt: skip
+    done = subprocess.run(["sh", str(script), sys.executable, "-c", read], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["admin:from-the-secret", "admin:from-the-secret",
+                                   "postgresql+asyncpg://prefect:pg-from-the-secret@postgres:5432/prefect"]  # fmt: skip
+    missing = subprocess.run(["sh", str(script), "true"], capture_output=True, text=True, timeout=60,
+                             env={**env, "PREFECT_API_AUTH_STRING_FILE": str(tmp_path / "absent")})  # fmt: skip
+    assert missing.returncode != 0 and "cannot read the secret for PREFECT_API_AUTH_STRING" in missing.stderr
 
 
 def test_prefect_yaml_declares_the_same_deployments_as_serve():

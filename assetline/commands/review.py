@@ -64,6 +64,8 @@ def _suspended_runs() -> tuple[list, str | None]:
                 flow_run_filter=FlowRunFilter(state=dict(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))),
             )
     except Exception as exc:  # no server there: the held files still show
+        if getattr(getattr(exc, "response", None), "status_code", None) == 401:
+            return [], f"Prefect API at {_api()} refused the credentials (401: set PREFECT_API_AUTH_STRING): showing assets held under --out only"
         return [], f"Prefect API at {_api()} not reachable ({type(exc).__name__}): showing assets held under --out only"
     return [r for r in runs if r.state and r.state.name == "Suspended"], None
 

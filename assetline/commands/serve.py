@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -29,9 +30,11 @@ def serve(
     set_: SetOption = None,
     port: Annotated[int, typer.Option("--port", help="Port for the local Prefect server (when PREFECT_API_URL is unset).")] = 4200,
     catch_up: Annotated[bool, typer.Option("--catch-up/--no-catch-up", help="Process what is already in the inbox at start.")] = True,
-    host: Annotated[str, typer.Option("--host", help="Address the local Prefect server listens on (0.0.0.0 in a container).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Address the local Prefect server listens on (0.0.0.0 in a container); "
+                                      "beyond loopback it requires an API auth string, made if none is set.")] = "127.0.0.1",
 ) -> None:
     """Watch an inbox and process each file that lands in it; also a nightly batch. Runs until Ctrl-C."""
+    from assetline.auth import ensure_server_auth, is_loopback
     from assetline.serve import BATCH_DEPLOYMENT, PROCESS_DEPLOYMENT, ServeSettings
     from assetline.serve import serve as serve_forever
     from assetline.server import prefect_server
@@ -42,6 +45,10 @@ def serve(
     require_models(settings)
     log_to_console()
     try:
+        if not os.environ.get("PREFECT_API_URL") and not is_loopback(host):
+            auth = ensure_server_auth()
+            how = "made a new one, stored in" if auth.made else "from"
+            out.print(f"{host} is reachable beyond this machine: the API requires its auth string ({how} {auth.where})", highlight=False)
         with prefect_server(port, host) as ui_url:
             def ready() -> None:
                 out.print(f"Prefect UI: {ui_url}", highlight=False)

@@ -10,7 +10,10 @@ Per batch (key `batch-inbox`): a table of assets with state and timings.
 
 Thumbnails are embedded as small data: URLs (the Prefect UI renders them in
 markdown artifacts), so they work the same for `run`, `serve` and workers on
-other machines, with no extra HTTP server and nothing to expire.
+other machines, with no extra HTTP server and nothing to expire. They are kept
+small because the database stores each summary twice (the artifact and its
+key's latest copy): 160 px at JPEG quality 60 is about 4 KB a picture, where
+240 px at 80 was about 11 KB (measured on scikit-image's photos).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from assetline.errors import AssetlineError
 
 log = logging.getLogger(__name__)
 
-THUMB_PX = 240
+THUMB_PX = 160
+THUMB_QUALITY = 60
 EXCERPT_CHARS = 400
 
 
@@ -124,7 +128,7 @@ def _thumbnail(path: Path) -> str | None:
             board.paste(rgba, mask=rgba.getchannel("A"))
             img = board
         buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=80)
+        img.convert("RGB").save(buf, "JPEG", quality=THUMB_QUALITY, optimize=True)
         return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
     except Exception as exc:  # a thumbnail is a courtesy
         log.debug("no thumbnail for %s: %s", path, exc)

@@ -20,25 +20,32 @@ SETTLE_S = 300
 
 
 class Serve:
-    def __init__(self, root: Path, *extra: str):
+    def __init__(self, root: Path, *extra: str, env: dict[str, str] | None = None):
         self.root = root
         self.inbox = root / "inbox"
         self.out = root / "out"
         self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/api"
         self.log = root / "serve.log"
-        env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")}
-        env["PREFECT_HOME"] = str(root / "prefect-home")
+        skipped = ("PREFECT_API_URL", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")
+        env_vars = {k: v for k, v in os.environ.items() if k not in skipped}
+        env_vars["PREFECT_HOME"] = str(root / "prefect-home")
+        env_vars.update(env or {})
         self.inbox.mkdir(parents=True)
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "assetline.cli", "serve", "--inbox", str(self.inbox), "--out", str(self.out),
                  "--port", str(self.port), "--set", "inbox.hold_seconds=0.5", "--set", "inbox.poll_seconds=0.25", *extra],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env_vars, start_new_session=True,
             )  # fmt: skip
         _wait("serve to start", lambda: self.proc.poll() is not None or "stop with Ctrl-C" in self.log.read_text(), STARTUP_S)
         assert self.proc.poll() is None, self.log.read_text()
-        self.client = httpx.Client(base_url=self.api, timeout=30)
+        # Authenticated as assetline's own clients are: the variable, else the string serve stored in its home.
+        stored = Path(env_vars["PREFECT_HOME"]) / "api-auth-string"
+        self.auth_string = (env_vars.get("PREFECT_API_AUTH_STRING") or env_vars.get("PREFECT_SERVER_API_AUTH_STRING")
+                            or (stored.read_text().strip() if stored.exists() else None))  # fmt: skip
+        auth = httpx.BasicAuth(*self.auth_string.split(":", 1)) if self.auth_string else None
+        self.client = httpx.Client(base_url=self.api, timeout=30, auth=auth)
         # The catch-up batch at start: let it finish, so each test's file reaches only its own trigger.
         _wait("the catch-up batch", lambda: any(r["state_type"] == "COMPLETED" for r in self.flow_runs("batch-inbox")), STARTUP_S)
 
