@@ -206,6 +206,20 @@ def _segment_record(segment, offset: float = 0.0) -> dict[str, Any]:
     }
 
 
+# Whisper's looping hallucination: at the end of speech it may repeat an earlier sentence over a
+# fraction of a second of near-silence (seen: the English Asterisk prompt's last sentence again,
+# 0.24 s long, no-speech probability 0.87, mean word probability 0.08). A segment the model itself
+# thinks is not speech and whose words it does not believe is dropped.
+HALLUCINATION_NO_SPEECH, HALLUCINATION_WORD_PROBABILITY = 0.6, 0.2
+
+
+def _hallucinated(record: dict[str, Any]) -> bool:
+    words = record.get("words") or []
+    if not words or (record.get("no_speech_prob") or 0.0) <= HALLUCINATION_NO_SPEECH:
+        return False
+    return sum(w["probability"] for w in words) / len(words) < HALLUCINATION_WORD_PROBABILITY
+
+
 @task(name="transcribe", cache_policy=NO_CACHE, persist_result=False)
 def transcribe(
     source: Path, dest_dir: Path, options: TranscribeOptions = TranscribeOptions(), duration: float | None = None
@@ -264,6 +278,8 @@ def transcribe(
         heard = []
         for segment in segments_iter:  # decoding happens as this drains
             record = _segment_record(segment, offset)
+            if _hallucinated(record):
+                continue
             record["id"] = len(segments) + 1
             segments.append(record)
             heard.append(record)
@@ -285,6 +301,8 @@ def transcribe(
                 english, _ = model.transcribe(samples, language=window_info.language, task="translate", **common)
                 for segment in english:
                     record = _segment_record(segment, offset)
+                    if _hallucinated(record):
+                        continue
                     record["id"] = len(translated) + 1
                     translated.append(record)
                 translate_seconds += time.perf_counter() - tick
