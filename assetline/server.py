@@ -29,6 +29,9 @@ STARTUP_TIMEOUT_S = 120
 RETENTION = {
     "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
     "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(30 * 24 * 3600),
+    # Concurrency leases (the per-asset slot, asset_lease.py) on disk under PREFECT_HOME, not in memory: a restart
+    # that forgot them would leave their slots occupied for good.
+    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
 }
 
 

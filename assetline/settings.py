@@ -9,6 +9,7 @@ to make; these say where things are on this machine and which keys sign.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,9 @@ class Settings(BaseSettings):
     signing_key: str | None = Field(None, description="its private key (a path or the PEM itself)")
     trust_anchors: str | None = Field(None, description="PEM file of the CAs `verify` trusts")
     tsa_url: str | None = Field(None, description="an RFC 3161 time-stamp authority for signatures")
+    asset_lock: Literal["auto", "server", "file"] = Field(
+        "auto", description="the per-asset lock across machines: the server's slot in work-pool runs (auto), always (server), never (file)")
+    asset_lease_seconds: float = Field(60, ge=60, description="the lease on that slot: how soon a lost holder's slot is freed (the server's least: 60)")
     slots_dir: Path | None = Field(None, description="this machine's heavy-step slot files (local disk, never a share)")
     inbox: Path | None = Field(None, description="the inbox deployments and `watch` use (configs/prefect.yaml)")
     out: Path | None = Field(None, description="the output root deployments use (configs/prefect.yaml)")

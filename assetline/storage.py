@@ -325,15 +325,20 @@ def asset_lock(out_root: Path, asset_dir_name: str) -> Iterator[None]:
     the outputs up to date. An `flock` on `OUT/.assetline-locks/<asset>.lock`,
     released by the kernel if its holder dies, so a killed run never blocks
     the next. The small lock files stay (unlinking one while another process
-    waits on it would let two in).
+    waits on it would let two in). Runs from a work pool, possibly on several
+    machines sharing the output root, also hold the asset's slot on the Prefect
+    server first (`asset_lease`), since flock on a share is not reliable everywhere.
     """
+    from assetline.asset_lease import cluster_slot
+
     folder = out_root / LOCKS_DIR
     with output_errors(out_root):
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / f"{asset_dir_name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        with cluster_slot(asset_dir_name):  # across machines: the server's leased slot (asset_lease.py)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
     finally:
         os.close(fd)  # releases the lock
 
