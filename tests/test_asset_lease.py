@@ -183,3 +183,36 @@ def test_one_holder_at_a_time_across_machines_a_lost_one_freed_by_its_lease_and_
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def test_a_run_rides_out_a_server_restart_when_it_takes_or_frees_its_slot(server, tmp_path):
+    """A fresh Prefect client does not retry a refused connection, so the slot's own calls wait for the server."""
+    log = tmp_path / "notes.jsonl"
+    asset = "still-0002-0123456789ab"
+    procs = []
+    try:
+        # Taking: the server is down when the run reaches its asset; it waits, and gets in once the server is back.
+        server.kill()
+        procs.append(i := server.holder(tmp_path / "machine-i", asset, 0, log))
+        wait_until("i to wait", lambda: said(log, "machine-i", "waiting"), BOUND_S, 0.2)
+        time.sleep(5)
+        assert i.poll() is None and not said(log, "machine-i", "in")
+        server.start()
+        assert i.wait(timeout=BOUND_S) == 0
+        assert server.active_slots(asset) == 0  # taken and freed
+
+        # Freeing: the server goes down while the run holds the slot and comes back after the run is done with it.
+        procs.append(j := server.holder(tmp_path / "machine-j", asset, 4, log))
+        wait_until("j to hold the slot", lambda: said(log, "machine-j", "in"), BOUND_S, 0.2)
+        server.kill()
+        wait_until("j to finish its work", lambda: said(log, "machine-j", "out"), BOUND_S, 0.2)
+        time.sleep(5)
+        assert j.poll() is None  # still trying to free its slot, not failed
+        server.start()
+        assert j.wait(timeout=BOUND_S) == 0
+        assert server.active_slots(asset) == 0  # freed at once, not left to the lease
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
