@@ -114,15 +114,22 @@ def _holding_slot(fn: Any, step: str, slots: int) -> Any:
 # Crashed runs come back. A run whose process died (SIGKILL, the OOM killer, a lost machine)
 # ends Crashed: proposed by the runner or worker that saw its process exit, or, when that
 # died too (a lost machine, a killed worker), by the zombie automation below once the run's
-# heartbeats stop. One automation on the server puts every crashed process-asset run back to
-# AwaitingRetry (the same run, so the UI shows it as a retry of that asset, run_count
-# counting up), whoever noticed the crash. The automation can't count, so the run counts
+# heartbeats stop. One automation on the server puts every crashed process-asset or
+# batch-inbox run back to AwaitingRetry (the same run, so the UI shows it as a retry of that
+# asset or batch, run_count counting up), whoever noticed the crash. A batch is covered too:
+# the catch-up batch after a server restart runs on some worker, and a lost worker must not
+# leave it Running for good; its re-run is the same run, so its fan-out's idempotency keys
+# find the asset runs it had already made. The automation can't count, so the run counts
 # itself: past `run.crash_retries` it ends Failed at once, naming the crashes. The per-asset
 # lock makes a re-run wait for any twin and then find the asset up to date: nothing is
 # processed to completion twice.
 
-CRASH_AUTOMATION = "assetline: re-run crashed process-asset runs"
-ZOMBIE_AUTOMATION = "assetline: mark process-asset runs Crashed when their heartbeats stop"
+CRASH_AUTOMATION = "assetline: re-run crashed runs"
+ZOMBIE_AUTOMATION = "assetline: mark runs Crashed when their heartbeats stop"
+# What these were called when they covered process-asset runs only: replaced, not kept beside.
+FORMER_AUTOMATIONS = ("assetline: re-run crashed process-asset runs",
+                      "assetline: mark process-asset runs Crashed when their heartbeats stop")  # fmt: skip
+RECOVERED = ("process-asset", "batch-inbox")  # the deployments, and their flows, whose crashed runs come back
 CRASHED_EVENT = "prefect.flow-run.Crashed"
 # Flow-run heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY; Prefect's minimum is 30 s, its default
 # 180 s): every process-asset run must send them this often, or the zombie automation, which
@@ -140,8 +147,8 @@ class CrashedTooOften(AssetlineError):
     """A run crashed more often than `run.crash_retries` allows: failed, not retried again."""
 
 
-def crash_retry_automation(deployment_name: str = "process-asset"):
-    """The automation: any `deployment_name` run that crashes is scheduled again (AwaitingRetry)."""
+def crash_retry_automation(deployment_names: tuple[str, ...] = RECOVERED):
+    """The automation: any run of `deployment_names` that crashes is scheduled again (AwaitingRetry)."""
     from prefect.automations import Automation
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
@@ -149,12 +156,12 @@ def crash_retry_automation(deployment_name: str = "process-asset"):
 
     return Automation(
         name=CRASH_AUTOMATION,
-        description="A process-asset run whose process died is run again (bounded by the recipe's run.crash_retries, "
-                    "which the run checks when it starts).",  # fmt: skip
+        description="A process-asset or batch-inbox run whose process died is run again (bounded by the recipe's "
+                    "run.crash_retries, which the run checks when it starts).",  # fmt: skip
         trigger=EventTrigger(
             expect={CRASHED_EVENT},
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "deployment", "prefect.resource.name": deployment_name},
+            match_related={"prefect.resource.role": "deployment", "prefect.resource.name": list(deployment_names)},
             for_each={"prefect.resource.id"},
             posture=Posture.Reactive,
             threshold=1,
@@ -164,8 +171,8 @@ def crash_retry_automation(deployment_name: str = "process-asset"):
     )
 
 
-def zombie_automation(flow_name: str = "process-asset"):
-    """The automation: a deployed `flow_name` run silent for ZOMBIE_SECONDS after a sign of life is marked Crashed.
+def zombie_automation(flow_names: tuple[str, ...] = RECOVERED):
+    """The automation: a deployed run of `flow_names` silent for ZOMBIE_SECONDS after a sign of life is marked Crashed.
 
     Prefect's own zombie detection (docs: "detect zombie flows"), a proactive trigger,
     widened to cover a run whose process died before its first heartbeat (after Pending
@@ -182,13 +189,13 @@ def zombie_automation(flow_name: str = "process-asset"):
 
     return Automation(
         name=ZOMBIE_AUTOMATION,
-        description=f"A {flow_name} run with no heartbeat for {ZOMBIE_SECONDS} s (its worker or machine is gone) "
+        description=f"A {' or '.join(flow_names)} run with no heartbeat for {ZOMBIE_SECONDS} s (its worker or machine is gone) "
                     "is marked Crashed; the crash-retry automation then runs it again.",  # fmt: skip
         trigger=EventTrigger(
             after=ALIVE_EVENTS,
             expect=ALIVE_EVENTS | SETTLED_EVENTS,
             match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related=[{"prefect.resource.role": "flow", "prefect.resource.name": flow_name},
+            match_related=[{"prefect.resource.role": "flow", "prefect.resource.name": list(flow_names)},
                            {"prefect.resource.role": "deployment"}],  # fmt: skip
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
@@ -204,6 +211,11 @@ def ensure_automations() -> None:
     """Create, or bring up to date, the zombie and crash-retry automations on the server (idempotent: one each, by name)."""
     from prefect.automations import Automation
 
+    for former in FORMER_AUTOMATIONS:
+        try:
+            Automation.read(name=former).delete()
+        except ValueError:
+            pass
     for wanted in (zombie_automation(), crash_retry_automation()):
         try:
             existing = Automation.read(name=wanted.name)

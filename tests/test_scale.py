@@ -207,8 +207,7 @@ def test_burst_with_a_lost_worker_and_a_restarted_server_is_delivered_once_on_po
     site = cluster
     with logs_shown_on_failure(site):
         automations = {a["name"] for a in site.client.post("/automations/filter", json={}).json()}
-        assert {"assetline: re-run crashed process-asset runs",
-                "assetline: mark process-asset runs Crashed when their heartbeats stop"} <= automations  # made by watch
+        assert {"assetline: re-run crashed runs", "assetline: mark runs Crashed when their heartbeats stop"} <= automations
 
         staged = site.root / "staged"
         staged.mkdir()

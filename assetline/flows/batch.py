@@ -27,6 +27,7 @@ from assetline.errors import AssetlineError
 from assetline.flows._asset import AssetResult, awaiting_or_rejected
 from assetline.flows._report import failure_message, report_batch
 from assetline.flows.asset import ROUTES, process_asset
+from assetline.orchestration import give_up_after_crashes
 from assetline.storage import clean_stale_staging
 
 
@@ -338,6 +339,7 @@ def batch_inbox(inbox: str, out: str, recipe: dict | None = None) -> dict:
     """
     logger = get_run_logger()
     settings = recipe_from_dict(recipe) if recipe is not None else load_recipe(None)  # $ASSETLINE_RECIPE, or defaults
+    give_up_after_crashes(settings.run.crash_retries)  # a batch whose worker was lost is re-run too, this often
     root, out_root = Path(inbox).absolute(), Path(out)
     plan = plan_batch([root], out_root, settings)
     todo, duplicates = unique_content(plan.todo)
