@@ -99,6 +99,18 @@ def test_word_error_rate_counts_substitutions_insertions_and_deletions():
     assert word_error_rate("a b", "") == 1.0
 
 
+def test_a_segment_the_model_neither_hears_as_speech_nor_believes_is_a_hallucination():
+    from assetline.tasks.transcribe import _hallucinated
+
+    def segment(no_speech: float, *probabilities: float) -> dict:
+        return {"no_speech_prob": no_speech, "words": [{"probability": p} for p in probabilities]}
+
+    assert _hallucinated(segment(0.87, 0.05, 0.1, 0.09))  # the English prompt's repeated last sentence
+    assert not _hallucinated(segment(0.87, 0.6, 0.7))  # quiet, but words it believes
+    assert not _hallucinated(segment(0.2, 0.05, 0.1))  # speech it doubts: kept, for review to flag
+    assert not _hallucinated(segment(0.9))  # no words at all: nothing to drop
+
+
 def test_real_speech_is_transcribed_with_word_error_rate_at_most_0_15(speech, transcribed):
     _, reference, seconds = speech
     _, transcript, elapsed = transcribed
@@ -158,6 +170,8 @@ def test_step_record_names_tool_model_and_what_was_used(transcribed):
     assert params["language_used"] == "en" and params["device_used"] == "cpu"
     assert params["segments"] == len(transcript.segments) and params["words"] == len(transcript.words())
     assert params["duration"] == transcript.duration
+    if "hallucinations_dropped" in params:  # what was left out is said, with the rule
+        assert params["hallucinations_dropped"]["rule"].startswith("no_speech_prob > ")
     assert len(json.dumps(params)) < 1000  # compact: the full option record lives in transcript.json
 
 

@@ -211,6 +211,7 @@ def _segment_record(segment, offset: float = 0.0) -> dict[str, Any]:
 # 0.24 s long, no-speech probability 0.87, mean word probability 0.08). A segment the model itself
 # thinks is not speech and whose words it does not believe is dropped.
 HALLUCINATION_NO_SPEECH, HALLUCINATION_WORD_PROBABILITY = 0.6, 0.2
+HALLUCINATION_RULE = f"no_speech_prob > {HALLUCINATION_NO_SPEECH} and mean word probability < {HALLUCINATION_WORD_PROBABILITY}"
 
 
 def _hallucinated(record: dict[str, Any]) -> bool:
@@ -265,6 +266,7 @@ def transcribe(
     total = 0.0
     after_vad = 0.0
     translate_seconds = 0.0
+    dropped = {"transcript": 0, "translation": 0}  # segments dropped as Whisper's looping hallucination
     translating = options.translate_to == "en" and multilingual
     progress = step_progress("transcribe")
     expected = duration if duration is not None else _duration_or_none(source)
@@ -279,6 +281,7 @@ def transcribe(
         for segment in segments_iter:  # decoding happens as this drains
             record = _segment_record(segment, offset)
             if _hallucinated(record):
+                dropped["transcript"] += 1
                 continue
             record["id"] = len(segments) + 1
             segments.append(record)
@@ -302,6 +305,7 @@ def transcribe(
                 for segment in english:
                     record = _segment_record(segment, offset)
                     if _hallucinated(record):
+                        dropped["translation"] += 1
                         continue
                     record["id"] = len(translated) + 1
                     translated.append(record)
@@ -378,6 +382,8 @@ def transcribe(
         params["language_note"] = f"model {spec.name} is English-only: language en assumed, not detected"
     if options.glossary:
         params["glossary_result"] = glossary.record(options.glossary)
+    if any(dropped.values()):  # said in the manifest: text the model produced and assetline left out
+        params["hallucinations_dropped"] = {**{k: v for k, v in dropped.items() if v}, "rule": HALLUCINATION_RULE}
     runtime = f"ctranslate2 {ctranslate2.__version__} ({used['device_used']})"
     tool = ToolRef(name="faster-whisper", version=package_version("faster-whisper"), runtime=runtime)
     return StepRecord.finished("transcribe", tool, started, "trainedAlgorithmicMedia", OUTPUT_NAME, params, model_ref(spec))
