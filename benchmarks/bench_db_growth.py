@@ -20,21 +20,18 @@ import os
 import platform
 import re
 import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_load import all_runs, db_bytes, free_port, wait  # noqa: E402
+from bench_load import all_runs, db_bytes, make_stills, served, wait  # noqa: E402
 
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 DATA_URL = re.compile(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+")
@@ -82,29 +79,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     w, h = (int(x) for x in args.size.split("x"))
 
-    from PIL import Image
-    from skimage import data
-
     with tempfile.TemporaryDirectory(prefix="assetline-bench-db-") as tmp:
         root = Path(tmp)
         src, inbox, out, home = root / "src", root / "inbox", root / "out", root / "home"
-        for d in (src, inbox):
-            d.mkdir()
-        base = [Image.fromarray(getattr(data, n)()) for n in ("chelsea", "astronaut", "coffee", "rocket")]
-        for i in range(args.assets):
-            base[i % 4].resize((w + i, h + i)).save(src / f"still-{i:03d}.jpg", quality=85)
-        port = free_port()
-        api = f"http://127.0.0.1:{port}/api"
-        env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")}
-        env.update(PREFECT_HOME=str(home))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "assetline.cli", "serve", "--inbox", str(inbox), "--out", str(out), "--port", str(port)],
-            stdout=open(root / "serve.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait("serve", lambda: "stop with Ctrl-C" in (root / "serve.log").read_text() or proc.poll() is not None, 300, 0.5)
-            client = httpx.Client(base_url=api, timeout=60)
-            wait("the catch-up batch", lambda: any(r["state_type"] == "COMPLETED" for r in all_runs(client, "batch-inbox")))
+        make_stills(src, args.assets, w, h, lambda i, w, h: (w + i, h + i))
+        with served(root, inbox, out, home, dict(os.environ)) as client:
             time.sleep(5)
             database = home / "prefect.db"
             file_before, tables_before, events_before = db_bytes(home), table_bytes(database), event_bytes(database)
@@ -117,9 +96,6 @@ def main(argv=None) -> int:
             file_after, tables_after = db_bytes(home), table_bytes(database)
             art_total, art_images = artifact_bytes(database)
             events_after = event_bytes(database)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=180)
 
     completed = sum(r["state_type"] == "COMPLETED" for r in runs)
     n = args.assets

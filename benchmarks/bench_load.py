@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -62,6 +64,37 @@ def all_runs(client: httpx.Client, flow: str) -> list[dict]:
         offset += 200
 
 
+def make_stills(src: Path, n: int, w: int, h: int, size_of) -> None:
+    """`n` JPEG stills in `src` from four skimage photos, still i at `size_of(i, w, h)` (each its own content)."""
+    from PIL import Image
+    from skimage import data
+
+    src.mkdir(parents=True, exist_ok=True)
+    base = [Image.fromarray(getattr(data, name)()) for name in ("chelsea", "astronaut", "coffee", "rocket")]
+    for i in range(n):
+        base[i % 4].resize(size_of(i, w, h)).save(src / f"still-{i:03d}.jpg", quality=85)
+
+
+@contextmanager
+def served(root: Path, inbox: Path, out: Path, home: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
+    """`assetline serve` on its own local server (PREFECT_HOME `home`), up and with its catch-up batch done; stopped after."""
+    port = free_port()
+    inbox.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in env.items() if k not in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")} | {"PREFECT_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assetline.cli", "serve", "--inbox", str(inbox), "--out", str(out), "--port", str(port)],
+        stdout=open(root / "serve.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait("serve", lambda: "stop with Ctrl-C" in (root / "serve.log").read_text() or proc.poll() is not None, 300, 0.5)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api", timeout=60) as client:
+            wait("the catch-up batch", lambda: any(r["state_type"] == "COMPLETED" for r in all_runs(client, "batch-inbox")))
+            yield client
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=180)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--assets", type=int, default=200)
@@ -70,29 +103,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     w, h = (int(x) for x in args.size.split("x"))
 
-    from PIL import Image
-    from skimage import data
-
     with tempfile.TemporaryDirectory(prefix="assetline-bench-load-") as tmp:
         root = Path(tmp)
         src, inbox, out, home = root / "src", root / "inbox", root / "out", root / "home"
-        for d in (src, inbox):
-            d.mkdir()
-        base = [Image.fromarray(getattr(data, n)()) for n in ("chelsea", "astronaut", "coffee", "rocket")]
-        for i in range(args.assets):
-            base[i % 4].resize((w + i % 17, h + i // 17)).save(src / f"still-{i:03d}.jpg", quality=85)
-        port = free_port()
-        api = f"http://127.0.0.1:{port}/api"
-        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        env.update(PREFECT_HOME=str(home))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "assetline.cli", "serve", "--inbox", str(inbox), "--out", str(out), "--port", str(port)],
-            stdout=open(root / "serve.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait("serve", lambda: "stop with Ctrl-C" in (root / "serve.log").read_text() or proc.poll() is not None, 300, 0.5)
-            client = httpx.Client(base_url=api, timeout=60)
-            wait("the catch-up batch", lambda: any(r["state_type"] == "COMPLETED" for r in all_runs(client, "batch-inbox")))
+        make_stills(src, args.assets, w, h, lambda i, w, h: (w + i % 17, h + i // 17))
+        with served(root, inbox, out, home, dict(os.environ)) as client:
             db_before = db_bytes(home)
             start = time.time()
             for path in sorted(src.iterdir()):  # "at once": a move into the inbox, as fast as the file system goes
@@ -113,9 +128,6 @@ def main(argv=None) -> int:
                 offset += 200
             time.sleep(2)
             db_after = db_bytes(home)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=180)
         bad = [(r["name"], r["state_type"], (r["state"] or {}).get("message")) for r in runs if r["state_type"] != "COMPLETED"]
         busy = [b for b in bad if b[2] and "locked" in b[2].lower()]
         names = [f"still-{i:03d}" for i in range(args.assets)]

@@ -27,7 +27,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,19 +42,12 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(HERE))
+from bench_load import free_port, wait as _wait  # noqa: E402
 
 
 def wait(what, check, timeout=900, every=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(every)
-    raise SystemExit(f"timed out waiting for {what}")
+    return _wait(what, check, timeout, every)
 
 
 def parse_time(text: str | None) -> float | None:
