@@ -77,11 +77,9 @@ def wanted() -> bool:
         return False  # no server to hold it (a temporary one is this process's own)
     if mode == "server":
         return True
-    from prefect.context import FlowRunContext
+    from assetline.orchestration import in_work_pool_run
 
-    ctx = FlowRunContext.get()
-    run = ctx.flow_run if ctx else None
-    return bool(run is not None and run.work_pool_name)
+    return in_work_pool_run()
 
 
 def _ensure_limit(name: str, client) -> None:

@@ -167,8 +167,9 @@ def signing_key(create: bool = True) -> tuple[SigningKey, Path | None]:
     if found is not None:
         return found, None
     if not create:
-        raise SigningError("signing key", "none configured: run `assetline keys init` (or set ASSETLINE_SIGNING_CERT "
-                                          "and ASSETLINE_SIGNING_KEY)")  # fmt: skip
+        raise SigningError("signing key", f"none configured on this machine ({keys_dir()}): run `assetline keys init` "
+                                          "once and give every machine that keys folder (ASSETLINE_KEYS), or set "
+                                          "ASSETLINE_SIGNING_CERT and ASSETLINE_SIGNING_KEY (a file or the PEM)")  # fmt: skip
     with _create_lock:
         folder = keys_dir()
         try:

@@ -111,6 +111,20 @@ def _holding_slot(fn: Any, step: str, slots: int) -> Any:
     return holding
 
 
+def in_work_pool_run() -> bool:
+    """Whether this is a flow run from a work pool: a worker's, possibly one of many machines sharing the outputs.
+
+    Such a run holds its asset's slot on the server (`asset_lease`) and signs
+    only with a key that was handed to it (the cluster's one key), never one it
+    would make itself.
+    """
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx else None
+    return bool(run is not None and run.work_pool_name)
+
+
 # Crashed runs come back. A run whose process died (SIGKILL, the OOM killer, a lost machine)
 # ends Crashed: proposed by the runner or worker that saw its process exit, or, when that
 # died too (a lost machine, a killed worker), by the zombie automation below once the run's

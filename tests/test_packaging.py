@@ -100,6 +100,7 @@ def test_compose_has_server_on_postgres_a_worker_and_the_watcher():
     assert "postgresql+asyncpg://" in services["server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
     worker = " ".join(services["worker"]["command"])
     assert "prefect worker start --pool process" in worker and "configs/prefect.yaml" in worker
+    assert "assetline keys init" in worker  # one key for the cluster, made once: a work-pool run never makes its own
     assert services["watcher"]["command"][:2] == ["assetline", "watch"]
     for name in ("worker", "watcher"):
         assert services[name]["environment"]["PREFECT_API_URL"] == "http://server:4200/api"

@@ -183,8 +183,11 @@ def publish_outputs(
 
     from assetline import versions
 
+    from assetline.orchestration import in_work_pool_run
+
     run = run or current_run()
-    signer, _ = content_signer(training_mining)
+    # A worker signs with the cluster's one key, handed to it; a development CA of its own would be one per machine.
+    signer, _ = content_signer(training_mining, create=not in_work_pool_run())
     number, replaced = versions.archive_current(final_dir)
     files, stores, sidecars = [], [], []
     signed: dict[str, InputRef] = {}  # outputs of this run, as they are once signed
