@@ -52,6 +52,12 @@ test-deps:
 	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
 	        || echo "note: postgresql could not be installed: the scale-out test will be skipped"; \
 	    else echo "note: no postgresql here: the scale-out test will be skipped"; fi; }
+	@command -v redis-server >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "installing redis-server for the high-availability test (two Prefect API servers on Redis)"; \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
+	        || echo "note: redis-server could not be installed: the high-availability tests will be skipped"; \
+	    else echo "note: no redis-server here: the high-availability tests will be skipped"; fi; }
 
 # Each benchmark writes benchmarks/results/<name>.md + .json; report.py assembles benchmarks/RESULTS.md.
 # A failing benchmark does not stop the others; the report is written either way and make fails after it.

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from helpers import REPO
+from helpers.redis import Redis, high_availability_env
 
 pytestmark = pytest.mark.slow  # a real Prefect server, serve, workers or long media: `-m 'not slow'` skips it
 
@@ -93,20 +94,38 @@ def test_the_image_install_step_works_in_a_clean_venv(tmp_path, pulled_models):
     assert run("serve", "--help").returncode == 0
 
 
-def test_compose_has_server_on_postgres_a_worker_and_the_watcher():
+def test_compose_runs_the_tested_high_availability_set_up():
+    """The processes and variables of tests/test_scale.py's high-availability cluster, as compose services."""
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "server", "worker", "watcher"} <= set(services)
-    assert "postgresql+asyncpg://" in services["server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert {"postgres", "redis", "migrate", "server", "server-b", "services", "worker", "watcher"} <= set(services)
+    assert services["migrate"]["command"] == ["prefect", "server", "database", "upgrade", "-y"]
+    for api in ("server", "server-b"):
+        assert services[api]["command"][:3] == ["prefect", "server", "start"] and "--no-services" in services[api]["command"]
+    assert services["services"]["command"] == ["prefect", "server", "services", "start"]
+    assert services["server-b"]["depends_on"] == {"server": {"condition": "service_healthy"}}  # one at a time (block types)
+    tested = high_availability_env(Redis(port=6379, password="x"))
+    for name in ("migrate", "server", "server-b", "services"):
+        env = services[name]["environment"]
+        assert "postgresql+asyncpg://" in env["PREFECT_API_DATABASE_CONNECTION_URL"]
+        for var, value in tested.items():  # the same modules; the Redis address as host + password secret, not a URL
+            if var.endswith("_URL") and var.startswith("PREFECT_REDIS_"):
+                prefix = var.removesuffix("_URL")
+                assert env[f"{prefix}_HOST"] == "redis" and env[f"{prefix}_PASSWORD_FILE"] == "/run/secrets/redis_password", name
+            elif var == "PREFECT_SERVER_DOCKET_URL":
+                assert env[var] == "redis://:$${PREFECT_REDIS_MESSAGING_PASSWORD}@redis:6379/1", name
+            else:
+                assert env[var] == value, (name, var)
     worker = " ".join(services["worker"]["command"])
     assert "prefect worker start --pool process" in worker and "configs/prefect.yaml" in worker
     assert "assetline keys init" in worker  # one key for the cluster, made once: a work-pool run never makes its own
     assert services["watcher"]["command"][:2] == ["assetline", "watch"]
-    for name in ("worker", "watcher"):
-        assert services[name]["environment"]["PREFECT_API_URL"] == "http://server:4200/api"
+    assert services["worker"]["environment"]["PREFECT_API_URL"] == "http://server:4200/api"
+    assert services["watcher"]["environment"]["PREFECT_API_URL"] == "http://server-b:4200/api"  # either API server
 
 
-SECRET_VARS = ("PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_SERVER_DATABASE_PASSWORD")
+SECRET_VARS = ("PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_SERVER_DATABASE_PASSWORD",
+               "PREFECT_REDIS_MESSAGING_PASSWORD", "PREFECT_REDIS_WORKER_CLEANUP_QUEUE_PASSWORD", "PREFECT_SERVER_DOCKET_URL")
 
 
 def test_compose_takes_the_auth_string_and_passwords_from_secrets_never_literals():
@@ -114,14 +133,15 @@ def test_compose_takes_the_auth_string_and_passwords_from_secrets_never_literals
     compose = yaml.safe_load(text)
     services = compose["services"]
     assert "prefect:prefect" not in text
-    assert {"prefect_auth_string", "postgres_password"} <= set(compose["secrets"])
+    assert {"prefect_auth_string", "postgres_password", "redis_password"} <= set(compose["secrets"])
     assert all(set(secret) == {"file"} for secret in compose["secrets"].values())
     for name, service in services.items():
         for var, value in (service.get("environment") or {}).items():
             if "PASSWORD" in var or "AUTH_STRING" in var:  # a secret only ever by file, never its value
                 assert var.endswith("_FILE") and str(value).startswith("/run/secrets/"), f"{name}: {var}={value}"
                 assert str(value).removeprefix("/run/secrets/") in service["secrets"], f"{name}: {var} names no secret of its own"
-    assert "ports" not in services["postgres"]  # reachable from the project's network only
+    assert "ports" not in services["postgres"] and "ports" not in services["redis"]  # the project's network only
+    assert "--requirepass" in " ".join(services["redis"]["command"]) and "/run/secrets/redis_password" in " ".join(services["redis"]["command"])
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     server = services["server"]["environment"]
     assert "$${PREFECT_SERVER_DATABASE_PASSWORD}@" in server["PREFECT_API_DATABASE_CONNECTION_URL"]
@@ -137,17 +157,22 @@ def test_the_image_entrypoint_turns_secret_files_into_the_variables_prefect_read
     assert str(script.relative_to(REPO)) in entrypoint
     (tmp_path / "auth").write_text("admin:from-the-secret\n")
     (tmp_path / "pg").write_text("pg-from-the-secret\n")
+    (tmp_path / "redis").write_text("0123abcd\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_VARS)}
     env.update(PREFECT_API_AUTH_STRING_FILE=str(tmp_path / "auth"), PREFECT_SERVER_API_AUTH_STRING_FILE=str(tmp_path / "auth"),
                PREFECT_SERVER_DATABASE_PASSWORD_FILE=str(tmp_path / "pg"),
+               PREFECT_REDIS_MESSAGING_PASSWORD_FILE=str(tmp_path / "redis"),
+               PREFECT_SERVER_DOCKET_URL="redis://:${PREFECT_REDIS_MESSAGING_PASSWORD}@redis:6379/1",
                PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://prefect:${PREFECT_SERVER_DATABASE_PASSWORD}@postgres:5432/prefect")  # fmt: skip
     read = ("from prefect.settings import Settings; s = Settings(); "
             "print(s.api.auth_string.get_secret_value(), s.server.api.auth_string.get_secret_value(), "
-            "s.server.database.connection_url.get_secret_value())")  # fmt: skip
+            "s.server.database.connection_url.get_secret_value(), s.server.docket.url); "
+            "from prefect_redis.client import RedisMessagingSettings; print(RedisMessagingSettings().password)")  # fmt: skip
     done = subprocess.run(["sh", str(script), sys.executable, "-c", read], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["admin:from-the-secret", "admin:from-the-secret",
-                                   "postgresql+asyncpg://prefect:pg-from-the-secret@postgres:5432/prefect"]  # fmt: skip
+                                   "postgresql+asyncpg://prefect:pg-from-the-secret@postgres:5432/prefect",
+                                   "redis://:0123abcd@redis:6379/1", "0123abcd"]  # fmt: skip
     missing = subprocess.run(["sh", str(script), "true"], capture_output=True, text=True, timeout=60,
                              env={**env, "PREFECT_API_AUTH_STRING_FILE": str(tmp_path / "absent")})  # fmt: skip
     assert missing.returncode != 0 and "cannot read the secret for PREFECT_API_AUTH_STRING" in missing.stderr

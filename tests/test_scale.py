@@ -9,17 +9,26 @@ the server is killed and started again on the same port and database. Then
 every asset is delivered once, `verify` passes and no run failed: the killed
 worker's runs went silent, were marked Crashed by the zombie automation
 (heartbeats) and re-run on the other worker.
+
+The same burst runs again in the README's high-availability set-up: two API
+servers (`--no-services`) and one `prefect server services start` on the same
+Postgres, with Redis (tests/helpers/redis.py) for events, trigger state,
+leases and Docket. worker-a talks to one API server, worker-b and the watcher
+to the other, and the one that is restarted mid-burst is worker-a's. A second
+test posts arrivals to either API server and counts one run for each.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from datetime import datetime
+import uuid
+from contextlib import contextmanager, nullcontext
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -28,6 +37,7 @@ import pytest
 
 from helpers import REPO, api_healthy, free_port, photo, stop_group, wait_until
 from helpers.postgres import postgres_database
+from helpers.redis import Redis, high_availability_env, redis_server
 
 from assetline.keys import make_chain
 
@@ -52,10 +62,13 @@ image:
 class Cluster:
     """The README's set-up on one machine: its processes, their logs under `root`, and the API."""
 
-    def __init__(self, root: Path, database_url: str):
+    def __init__(self, root: Path, database_url: str, redis: Redis | None = None):
         self.root = root
+        self.redis = redis  # None: one server; else two API servers and a services process on Redis
         self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/api"
+        self.port_b = free_port() if redis else self.port
+        self.api_b = f"http://127.0.0.1:{self.port_b}/api"  # the second API server's (the one server's without Redis)
         self.inbox, self.out = root / "inbox", root / "out"
         self.inbox.mkdir()
         (root / "light.yaml").write_text(LIGHT_RECIPE)
@@ -66,6 +79,11 @@ class Cluster:
                    ASSETLINE_INBOX=str(self.inbox), ASSETLINE_OUT=str(self.out), ASSETLINE_RECIPE=str(root / "light.yaml"),
                    ASSETLINE_SLOTS_DIR=str(root / "slots"),
                    PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="1")  # fmt: skip
+        self.auth: tuple[str, str] | None = None
+        if redis is not None:  # beyond one server, as on a network: every API server requires Prefect's auth string
+            env.update(high_availability_env(redis))
+            self.auth = ("ops", secrets.token_urlsafe(18))
+            env.update(PREFECT_SERVER_API_AUTH_STRING=":".join(self.auth), PREFECT_API_AUTH_STRING=":".join(self.auth))
         self.env = env
         # One signing key for the whole cluster, made once (a CA and the certificate it issued) and handed to every
         # worker as PEM text in its environment, as a secret would; delivery trusts that CA alone.
@@ -74,7 +92,7 @@ class Cluster:
         self.cluster_ca = ca.decode()
         self.server_netguard = root / "server-netguard.jsonl"
         self.procs: dict[str, subprocess.Popen] = {}
-        self.client = httpx.Client(base_url=self.api, timeout=30)
+        self.client = httpx.Client(base_url=self.api, timeout=30, auth=self.auth)
 
     def start(self, name: str, *argv: str, env: dict | None = None) -> subprocess.Popen:
         """`argv` in its own process group (a session), output to `root/<name>.log` (appended across restarts)."""
@@ -92,12 +110,40 @@ class Cluster:
                               text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
 
-    def start_server(self) -> None:
+    def start_server(self, name: str = "server") -> None:
+        """The API server `name` ("server", or "server-b" with Redis), on its own port, once it answers."""
         # `prefect work-pool create` makes the server look up Prefect's collection registry on GitHub (it falls back
         # to its own copy): still refused by the network guard, but recorded apart, and checked by `server_reached_out`.
-        self.prefect("server", "server", "start", "--host", "127.0.0.1", "--port", str(self.port),
-                     env={netguard.LOG_ENV: str(self.server_netguard)})  # fmt: skip
-        wait_until("the server", lambda: self.procs["server"].poll() is None and api_healthy(self.api), 240, 1.0)
+        port, api = (self.port, self.api) if name == "server" else (self.port_b, self.api_b)
+        self.prefect(name, "server", "start", "--host", "127.0.0.1", "--port", str(port),
+                     *(["--no-services"] if self.redis else []), env={netguard.LOG_ENV: str(self.server_netguard)})  # fmt: skip
+        wait_until(f"the API server {name}", lambda: self.procs[name].poll() is None and api_healthy(api), 240, 1.0)
+
+    def start_servers(self) -> None:
+        if self.redis is None:
+            self.start_server()
+            return
+        self.once("server", "database", "upgrade", "-y")  # once, before any server (each has MIGRATE_ON_START off)
+        # One at a time: two servers starting at once on a new database both insert Prefect's block types, and one
+        # exits on uq_block_type__slug. A restart later, with the other running, is safe.
+        self.start_server("server")
+        self.start_server("server-b")
+        self.prefect("services", "server", "services", "start", env={netguard.LOG_ENV: str(self.server_netguard)})
+        # Ready once the services process consumes the Redis event stream: an event posted to the second API
+        # server is stored by the event persister, which runs only there.
+        probe = {"id": str(uuid.uuid4()), "event": "assetline.test.probe", "occurred": datetime.now(timezone.utc).isoformat(),
+                 "resource": {"prefect.resource.id": "assetline.test.probe"}}  # fmt: skip
+
+        def stored() -> bool:
+            httpx.post(f"{self.api_b}/events", json=[probe], timeout=30, auth=self.auth).raise_for_status()  # the same id: stored once
+            found = self.client.post("/events/filter", json={"filter": {"event": {"name": [probe["event"]]}}}).json()
+            return self.procs["services"].poll() is None and found.get("total", 0) > 0
+
+        wait_until("the services process to store events", stored, 240, 2.0)
+
+    def deploy(self) -> None:
+        self.once("work-pool", "create", "process", "--type", "process")
+        self.once("--no-prompt", "deploy", "--prefect-file", str(REPO / "configs" / "prefect.yaml"), "--all")
 
     def flow_runs(self, flow_name: str = "process-asset") -> list[dict]:
         runs, offset = [], 0
@@ -130,23 +176,30 @@ class Cluster:
         return "\n".join(shown)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    with postgres_database(log_dir=tmp_path) as database_url:
-        site = Cluster(tmp_path, database_url)
+@contextmanager
+def servers(root: Path, high_availability: bool):
+    """Postgres, Redis in the high-availability set-up, and the Prefect servers on them, with the deployments."""
+    with postgres_database(log_dir=root) as database_url, (redis_server(log_dir=root) if high_availability else nullcontext()) as redis:
+        site = Cluster(root, database_url, redis)
         try:
-            site.start_server()
-            site.once("work-pool", "create", "process", "--type", "process")
-            site.once("--no-prompt", "deploy", "--prefect-file", str(REPO / "configs" / "prefect.yaml"), "--all")
-            for name in ("worker-a", "worker-b"):  # each "machine" its own empty keys folder, handed the cluster's key
-                site.prefect(name, "worker", "start", "--pool", "process", "--name", name, "--limit", "2",
-                             env=site.cluster_key | {"ASSETLINE_KEYS": str(tmp_path / f"keys-{name}")})  # fmt: skip
-            site.start("watcher", sys.executable, "-m", "assetline.cli", "watch", "--inbox", str(site.inbox),
-                       "--set", "inbox.hold_seconds=0.5", "--set", "inbox.poll_seconds=0.25")  # fmt: skip
-            wait_until("the watcher", lambda: "watching" in (tmp_path / "watcher.log").read_text(), 120, 0.5)
+            site.start_servers()
+            site.deploy()
             yield site
         finally:
             site.stop()
+
+
+@pytest.fixture(params=["one-server", "high-availability"])
+def cluster(request, tmp_path):
+    """The deployments, two workers and the watcher; with Redis, worker-a on one API server, the rest on the other."""
+    with servers(tmp_path, request.param == "high-availability") as site:
+        for name, api in (("worker-a", site.api), ("worker-b", site.api_b)):  # each "machine" its own empty keys folder
+            site.prefect(name, "worker", "start", "--pool", "process", "--name", name, "--limit", "2",
+                         env=site.cluster_key | {"ASSETLINE_KEYS": str(tmp_path / f"keys-{name}"), "PREFECT_API_URL": api})  # fmt: skip
+        site.start("watcher", sys.executable, "-m", "assetline.cli", "watch", "--inbox", str(site.inbox),
+                   "--set", "inbox.hold_seconds=0.5", "--set", "inbox.poll_seconds=0.25", env={"PREFECT_API_URL": site.api_b})  # fmt: skip
+        wait_until("the watcher", lambda: "watching" in (tmp_path / "watcher.log").read_text(), 120, 0.5)
+        yield site
 
 
 @contextmanager
@@ -229,7 +282,8 @@ def test_burst_with_a_lost_worker_and_a_restarted_server_is_delivered_once_on_po
         for name in first:  # the first half of the burst at once, each file renamed in whole
             os.replace(staged / name, site.inbox / name)
 
-        # 1. Mid-burst, the server is killed and started again on the same port and database.
+        # 1. Mid-burst, the server is killed and started again on the same port and database (with Redis: worker-a's
+        # API server; the other one, the watcher's and worker-b's, and the services process go on).
         wait_until("a first asset delivered", lambda: any(site.out.glob("still-*/upscaled.png")), BOUND_S, 0.5)
         os.killpg(site.procs["server"].pid, signal.SIGKILL)
         site.procs["server"].wait(timeout=30)
@@ -313,8 +367,56 @@ def test_burst_with_a_lost_worker_and_a_restarted_server_is_delivered_once_on_po
         assert len(beating) >= len(runs) // 2, (len(beating), len(runs))
 
         minutes = (finished - started) / 60
-        print(f"\n{ASSETS} stills, 2 workers (--limit 2), Postgres: delivered in {finished - started:.0f} s, "
+        setup = "2 API servers + services on Redis" if site.redis else "one server"
+        print(f"\n{ASSETS} stills, 2 workers (--limit 2), Postgres, {setup}: delivered in {finished - started:.0f} s, "
               f"{ASSETS / minutes:.1f} assets a minute; {len(runs)} process-asset runs, {len(batches)} batch runs")
         print(f"server restarted; worker-a killed {killed_at - restarted_at:.0f} s later with {len(lost)} run(s) in flight; "
               "from the kill to Crashed: " + ", ".join(f"{s:.0f} s" for s in sorted(crashed_after)) +
               "; to running again elsewhere (after the runs queued before it): " + ", ".join(f"{s:.0f} s" for s in sorted(back_running)))
+
+
+def test_an_arrival_announced_to_either_api_server_triggers_exactly_one_run(tmp_path):
+    """High availability: the watcher's events reach the one services process through Redis from any API server."""
+    with servers(tmp_path, high_availability=True) as site, logs_shown_on_failure(site):
+        assert "NOAUTH" in site.redis.ping(password="")  # nothing reaches Redis without its password
+        for api in (site.api, site.api_b):  # nor either API server without the auth string (the workers, the watcher
+            # and this test's own client send it: the burst test's runs are made and reported through it)
+            assert httpx.post(f"{api}/flow_runs/filter", json={}, timeout=30).status_code == 401
+            assert httpx.post(f"{api}/flow_runs/filter", json={}, timeout=30, auth=site.auth).status_code == 200
+        paths = {site.api: [f"via-a-{i}.jpg" for i in range(3)], site.api_b: [f"via-b-{i}.jpg" for i in range(3)]}
+        for api, names in paths.items():  # the watcher's own announcement (emit_arrival), a process per API server
+            for i, name in enumerate(names):
+                photo("coffee", (64 + i, 48)).save(site.inbox / name)
+            announce = ("import hashlib, sys; from pathlib import Path; from assetline.inbox import emit_arrival\n"
+                        "for n in sys.argv[2:]: emit_arrival(Path(sys.argv[1]) / n, Path(sys.argv[1]), hashlib.sha256(n.encode()).hexdigest(), 1)")  # fmt: skip
+            done = subprocess.run([sys.executable, "-c", announce, str(site.inbox), *names], env=site.env | {"PREFECT_API_URL": api},
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+        wanted = sorted(n for names in paths.values() for n in names)
+
+        def triggered() -> list[dict] | None:
+            runs = site.flow_runs()
+            return runs if len(runs) >= len(wanted) else None
+
+        wait_until("a run for each arrival", triggered, 300, 1.0)
+        # No second run of any: the services process is the only trigger evaluator, whichever server took the event.
+        # (A second evaluator, e.g. a server started without --no-services, would add its run within seconds.)
+        time.sleep(15)
+        runs = site.flow_runs()
+        assert sorted(r["parameters"]["path"] for r in runs) == wanted, [(r["name"], r["parameters"]) for r in runs]
+        assert all(r["deployment_id"] for r in runs)
+
+        # A worker handed no key (an empty keys folder, no ASSETLINE_SIGNING_*): its run fails, naming that folder,
+        # and makes no development CA of its own (which `verify` on any other machine would not trust).
+        keyless = site.root / "keys-keyless"
+        site.prefect("worker-keyless", "worker", "start", "--pool", "process", "--name", "keyless", "--limit", "1",
+                     env={"ASSETLINE_KEYS": str(keyless)})  # fmt: skip
+
+        def failed() -> dict | None:
+            return next((r for r in site.flow_runs() if r["state_type"] in TERMINAL), None)
+
+        ended = wait_until("the keyless worker's first run to end", failed, BOUND_S, 1.0)
+        stop_group(site.procs.pop("worker-keyless"), timeout=30)
+        assert ended["state_type"] == "FAILED", ended["state"]
+        assert "signing key" in ended["state"]["message"] and str(keyless) in ended["state"]["message"], ended["state"]["message"]
+        assert not list(keyless.glob("*.key")) and not list(site.out.rglob("*.provenance.json"))
