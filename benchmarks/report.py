@@ -44,6 +44,7 @@ SECTIONS = {
     "signing": "Content Credentials: signing cost (`bench_signing.py`)",
     "faults": "Fault injection: SIGKILL at random moments under run and serve (`bench_faults.py`)",
     "matte": "Matte: the matte step vs bare rembg, memory in the clip's length, flicker (`bench_matte.py`)",
+    "scale": "Scale-out: 1 to 3 workers on PostgreSQL and SQLite, API latency, a lost worker (`bench_scale.py`)",
 }
 PACKAGES = ("assetline", "prefect", "rembg", "onnxruntime", "ncnn", "faster-whisper", "ctranslate2", "c2pa-python")
 
