@@ -69,6 +69,9 @@ bench: install
 	  echo "== benchmarks/$$b.py"; \
 	  $(BIN)/python benchmarks/$$b.py || failed="$$failed $$b"; \
 	done; \
+	echo "== benchmarks/bench_image.py, one still"; \
+	$(BIN)/python benchmarks/bench_image.py --count 1 --size 451x300 --rounds 3 --target 1.5 --section one_still \
+	  --results benchmarks/results/one_still.md || failed="$$failed one_still"; \
 	$(BIN)/python benchmarks/report.py; \
 	if [ -n "$$failed" ]; then echo "failed:$$failed (see benchmarks/RESULTS.md)"; exit 1; fi
 

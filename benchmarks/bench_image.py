@@ -562,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of bare, assetline, rerun (default 2)")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "image.md",
                         help="markdown file to write; its key figures go to the .json beside it")  # fmt: skip
+    parser.add_argument("--target", type=float, default=1.10,
+                        help="the ratio to meet (default 1.10, a batch of 20 x 1 MP; 1.5 for one still)")  # fmt: skip
+    parser.add_argument("--section", default="image", help="the RESULTS.md section it fills (default image)")
     parser.add_argument("--no-warm-server", action="store_true", help="skip the pass against an already-running server")
     parser.add_argument("--diagnose", action="store_true", help="also run assetline with run.concurrency=1")
     parser.add_argument(
@@ -699,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     from report import target, write_fragment  # benchmarks/report.py
 
     targets = [
-        target("per-image ratio, `assetline run` / bare loop", key["ratio"], "<=", 1.15,
+        target("per-image ratio, `assetline run` / bare loop", key["ratio"], "<=", args.target,
                detail=f"{key['assetline_s']:.1f} s vs {key['bare_s']:.1f} s for {args.count} images"),
         target("rerun speedup, first run / rerun", key["speedup"], ">=", 20, measured=f"{key['speedup']:.1f}×",
                detail=f"rerun {key['rerun_s']:.2f} s"),
@@ -708,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         targets.append(target("per-image ratio, Prefect server already running", key["server_up_ratio"]))
     disturbed = [n for n, q in zip(("bare loop", "assetline run", "rerun"), key["quiet_rounds"]) if not q]
     notes = [f"no quiet round for {', '.join(disturbed)}: its figure is from a disturbed machine"] if disturbed else []
-    write_fragment(args.results, report, "image", targets, key, problems=problems, notes=notes)
+    write_fragment(args.results, report, args.section, targets, key, problems=problems, notes=notes)
     raw = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": mach, "package": states, "rounds": rounds,
            "server_up": warm_srv, "concurrency1": diag, "warmup": warm_result, "leftover_servers": leaks,
            "problems": problems}  # fmt: skip
@@ -778,7 +781,7 @@ def render(args, size, mach, input_mb, warm, rounds, warm_srv, diag, leaks, prob
 
     o.append("## Figures\n\n")
     o.append("| target | measured | |\n|---|---:|---|\n")
-    o.append(f"| per-image ratio, assetline / bare (≤ 1.15) | {ratio:.2f} | {mark(ratio <= 1.15)} |\n")
+    o.append(f"| per-image ratio, assetline / bare (≤ {args.target:g}) | {ratio:.2f} | {mark(ratio <= args.target)} |\n")
     o.append(f"| rerun speedup, first run / rerun (≥ 20×) | {speedup:.1f}× | {mark(speedup >= 20)} |\n\n")
     named = (("bare loop", bare_c), ("assetline run", al_c), ("rerun", rerun_c))
     disturbed = [name for name, c in named if not c["quiet"]]

@@ -37,6 +37,7 @@ RESULTS = HERE / "results"
 
 # name -> title, in the order the report shows them
 SECTIONS = {
+    "one_still": "One still through the CLI vs a bare rembg + ncnn script, whole processes (`bench_image.py --count 1`)",
     "image": "Image pipeline vs a bare rembg + ncnn loop, and the rerun (`bench_image.py`)",
     "transcribe": "Transcribe step vs bare faster-whisper, and memory on a 10-minute clip (`bench_transcribe.py`)",
     "serve": "Event-to-run latency and throughput, one worker vs two (`bench_serve.py`)",

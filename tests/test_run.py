@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -196,3 +197,37 @@ def test_run_works_without_a_configured_server_and_leaves_no_process_behind(tmp_
     assert m["run"]["flow_run_id"]
     # Three assets, two at a time: still exactly one temporary server, and it is gone now.
     assert processes_with_env("PREFECT_HOME", str(home)) == []
+    # The server starts before the plan is known; a rerun with nothing to do stops it unused, at once.
+    again = run_cli(
+        "run", str(src), "--out", str(tmp_path / "out"), "--set", "image.upscale.method=lanczos",
+        api_url=None, env={"PREFECT_HOME": str(home)},
+    )  # fmt: skip
+    assert again.returncode == 0 and "3 up to date" in again.stdout, again.stderr
+    assert processes_with_env("PREFECT_HOME", str(home)) == []
+
+
+def test_runs_against_the_commands_own_server_send_no_heartbeats_and_others_keep_them(monkeypatch):
+    """Heartbeats are for a server that outlives the run's process; `assetline run`'s own dies with it."""
+    import threading
+
+    from prefect.settings import get_current_settings
+
+    from assetline.server import _use_api
+
+    def in_an_asset_thread() -> tuple:  # what a batch's flow run sees: its threads start with no settings context
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append((get_current_settings().flows.heartbeat_frequency,
+                                                             str(get_current_settings().api.url))))  # fmt: skip
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    monkeypatch.delenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", raising=False)
+    previous = os.environ.get("PREFECT_API_URL")
+    try:
+        _use_api("http://127.0.0.1:9/api", heartbeats=False)
+        assert in_an_asset_thread() == (None, "http://127.0.0.1:9/api")
+        _use_api("http://127.0.0.1:9/api")
+        assert in_an_asset_thread() == (180, "http://127.0.0.1:9/api")  # Prefect's default again
+    finally:
+        _use_api(previous)

@@ -106,3 +106,39 @@ def test_the_environment_is_read_at_each_call_until_a_batch_sets_the_count(in_fl
     in_flight(2)  # what `run_batch` does: it knows how many of its assets run at once
     monkeypatch.setenv("ASSETLINE_PARALLEL_ASSETS", "1")
     assert models.threads_per_asset() == max(1, CORES // 2)
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_warm_up_loads_what_the_steps_then_use_and_they_load_nothing_more(in_flight, parallel, tmp_path):
+    """`assetline run` loads the models while its server starts: the steps must find exactly those, not load their own."""
+    from PIL import Image
+
+    from assetline.config import Recipe
+    from assetline.tasks import remove_background, upscale
+    from assetline.tasks.warm import warm_up
+
+    recipe = Recipe()
+    in_flight(parallel)
+    for key in [k for k in models.sessions.items if k[0] in ("rembg", "ncnn")]:  # cold, whatever ran before
+        models.sessions.items.pop(key)
+    loaded_names = warm_up(recipe, ["image"])
+    assert loaded_names == [recipe.image.remove_background.model, recipe.image.upscale.model]
+    warmed = {k: v for k, v in models.sessions.items.items() if k[0] in ("rembg", "ncnn")}
+    assert len(warmed) == 2 and all(k[-1] == max(1, CORES // parallel) for k in warmed)
+
+    still = tmp_path / "still.png"
+    Image.new("RGB", (48, 32), (200, 80, 40)).save(still)
+    cut = remove_background.fn(still, tmp_path, recipe.image)
+    upscale.fn(tmp_path / cut.output, tmp_path, recipe.image)
+    after = {k: v for k, v in models.sessions.items.items() if k[0] in ("rembg", "ncnn")}
+    assert after.keys() == warmed.keys() and all(after[k] is warmed[k] for k in warmed)  # the very objects
+
+
+def test_warm_up_skips_steps_the_recipe_turns_off_and_kinds_with_nothing_to_load(in_flight):
+    from assetline.config import Recipe
+    from assetline.tasks.warm import warm_up
+
+    recipe = Recipe.model_validate({"image": {"upscale": {"method": "lanczos"}, "remove_background": {"enabled": False}}})
+    in_flight(1)
+    assert warm_up(recipe, ["image"]) == []
+    assert warm_up(recipe, []) == []

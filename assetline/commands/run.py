@@ -54,14 +54,41 @@ def run_with_progress(paths: list[Path], out_dir: Path, settings: Recipe, retry_
     """Plan (no server needed), then run what needs work against a Prefect server this command owns.
 
     With no PREFECT_API_URL the server is a child of this process on a free
-    loopback port, started only when some asset needs work and stopped with it;
+    loopback port, stopped with it (unused, when the plan finds nothing to do);
     it dies with this process even on SIGKILL, as every ffmpeg it starts does
     (`assetline.lifetime`). SIGINT or SIGTERM: the runs in flight are marked
     Cancelled, one line says which assets they were, and the command exits
     within seconds; nothing of theirs was published, so the next run picks them up.
+
+    The server is started first of all, before the flows are imported and the
+    inputs planned, and the models load while it comes up: its start (its own
+    imports, about 5 s on 2 cores) overlaps the rest instead of following it.
+    A plan with nothing to do stops it unused.
     """
+    server = _start_server()
+    try:
+        return _run(paths, out_dir, settings, retry_rejected, server)
+    finally:
+        if server is not None:
+            server.stop(hurry=True)  # unused (nothing to do, or a failure first); a no-op if stopped already
+
+
+def _start_server():
+    """A local server starting now, for this command alone; None when PREFECT_API_URL names one."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    from assetline.server import LocalServer
+
+    return LocalServer(port=0, ui=False)
+
+
+def _run(paths: list[Path], out_dir: Path, settings: Recipe, retry_rejected: bool, server) -> list[AssetResult]:
+    import threading
+
+    from assetline import models
     from assetline.flows.batch import Batch, plan_batch
     from assetline.server import prefect_server
+    from assetline.tasks.warm import warm_up
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with _interruptible(), Progress(*columns, console=err, transient=True) as progress:
@@ -87,9 +114,13 @@ def run_with_progress(paths: list[Path], out_dir: Path, settings: Recipe, retry_
             for result in plan.finished:
                 on_result(result)
             if not plan.todo:
-                return plan.in_order(plan.finished)  # everything up to date: no server started at all
+                return plan.in_order(plan.finished)  # everything up to date: the server is stopped unused
             batch = Batch(out_dir, settings)
-            with prefect_server(port=0, ui=False):
+            models.set_parallel_assets(min(settings.run.concurrency, len(plan.todo)))  # as the batch will: same sessions
+            kinds = {w.asset.kind for w in plan.todo if w.asset is not None}
+            threading.Thread(target=warm_up, args=(settings, kinds), name="warm-up", daemon=True).start()
+            # Heartbeats: none, this server lives exactly as long as this process, and listens for none.
+            with prefect_server(started=server, heartbeats=False):
                 try:
                     return plan.in_order(plan.finished + batch.run(plan.todo, on_result))
                 except Interrupted as exc:
