@@ -704,9 +704,10 @@ def main(argv: list[str] | None = None) -> int:
     targets = [
         target("per-image ratio, `assetline run` / bare loop", key["ratio"], "<=", args.target,
                detail=f"{key['assetline_s']:.1f} s vs {key['bare_s']:.1f} s for {args.count} images"),
-        target("rerun speedup, first run / rerun", key["speedup"], ">=", 20, measured=f"{key['speedup']:.1f}×",
-               detail=f"rerun {key['rerun_s']:.2f} s"),
-    ]  # fmt: skip
+    ]
+    if args.count >= RERUN_TARGET_FROM:  # a batch's rerun; one file's is mostly the interpreter starting
+        targets.append(target("rerun speedup, first run / rerun", key["speedup"], ">=", 20, measured=f"{key['speedup']:.1f}×",
+                              detail=f"rerun {key['rerun_s']:.2f} s"))  # fmt: skip
     if key.get("server_up_ratio") is not None:
         targets.append(target("per-image ratio, Prefect server already running", key["server_up_ratio"]))
     disturbed = [n for n, q in zip(("bare loop", "assetline run", "rerun"), key["quiet_rounds"]) if not q]
@@ -719,6 +720,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     print(f"[bench] written to {args.results}", file=sys.stderr)
     return 1 if problems else 0
+
+
+RERUN_TARGET_FROM = 10  # photos: below this the rerun speedup is reported, not held to its target
 
 
 def render(args, size, mach, input_mb, warm, rounds, warm_srv, diag, leaks, problems, started_at, total_s,
@@ -782,7 +786,9 @@ def render(args, size, mach, input_mb, warm, rounds, warm_srv, diag, leaks, prob
     o.append("## Figures\n\n")
     o.append("| target | measured | |\n|---|---:|---|\n")
     o.append(f"| per-image ratio, assetline / bare (≤ {args.target:g}) | {ratio:.2f} | {mark(ratio <= args.target)} |\n")
-    o.append(f"| rerun speedup, first run / rerun (≥ 20×) | {speedup:.1f}× | {mark(speedup >= 20)} |\n\n")
+    if args.count >= RERUN_TARGET_FROM:
+        o.append(f"| rerun speedup, first run / rerun (≥ 20×) | {speedup:.1f}× | {mark(speedup >= 20)} |\n")
+    o.append("\n")
     named = (("bare loop", bare_c), ("assetline run", al_c), ("rerun", rerun_c))
     disturbed = [name for name, c in named if not c["quiet"]]
     if disturbed:
