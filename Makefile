@@ -62,7 +62,7 @@ test-deps:
 # Each benchmark writes benchmarks/results/<name>.md + .json; report.py assembles benchmarks/RESULTS.md.
 # A failing benchmark does not stop the others; the report is written either way and make fails after it.
 # About 75 minutes on 2 cores (bench_faults alone about 40); run it on a quiet machine. Any one: .venv/bin/python benchmarks/bench_<name>.py
-BENCHES := bench_image bench_transcribe bench_serve bench_signing bench_load bench_faults bench_matte bench_scale
+BENCHES := bench_image bench_demo bench_transcribe bench_serve bench_signing bench_load bench_faults bench_matte bench_scale
 
 bench: install
 	@failed=; for b in $(BENCHES); do \

@@ -38,6 +38,7 @@ RESULTS = HERE / "results"
 # name -> title, in the order the report shows them
 SECTIONS = {
     "one_still": "One still through the CLI vs a bare rembg + ncnn script, whole processes (`bench_image.py --count 1`)",
+    "demo": "`make demo`: each asset delivered, seconds after the server answers (`bench_demo.py`)",
     "image": "Image pipeline vs a bare rembg + ncnn loop, and the rerun (`bench_image.py`)",
     "transcribe": "Transcribe step vs bare faster-whisper, and memory on a 10-minute clip (`bench_transcribe.py`)",
     "serve": "Event-to-run latency and throughput, one worker vs two (`bench_serve.py`)",
