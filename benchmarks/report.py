@@ -51,10 +51,7 @@ SECTIONS = {
 # Targets no benchmark measures yet: listed in the summary as such, so a missing figure is seen, not forgotten.
 # (benchmark that should measure it, figure, target[, what is known instead])
 NOT_YET_MEASURED = [
-    ("load", "small assets under `serve`, assets a minute (models once per worker process)", "≥ 90",
-     "**missed** before issue 14: 22.7 (200 stills, 2026-11-29, see `load`); not measured since"),
     ("serve", "small assets under `serve` / the bare libraries on the same files", "≤ 3"),
-    ("serve", "event to its heavy step running, median with the default 2 s hold, s", "≤ 3"),
     ("load", "30 small stills dropped into a served inbox at once / the bare libraries", "(7.3× in issue 14)"),
     ("load", "memory under `serve`, 10 min / 1 min", "≤ 1.1"),
     ("footage", "a 10-minute 1080p clip: time to its subtitles, time to video.mp4", "subtitles first"),
