@@ -119,7 +119,7 @@ def _run(paths: list[Path], out_dir: Path, settings: Recipe, retry_rejected: boo
             models.set_parallel_assets(min(settings.run.concurrency, len(plan.todo)))  # as the batch will: same sessions
             kinds = {w.asset.kind for w in plan.todo if w.asset is not None}
             threading.Thread(target=warm_up, args=(settings, kinds), name="warm-up", daemon=True).start()
-            # Heartbeats: none, this server lives exactly as long as this process, and listens for none.
+            # Heartbeats: none to the command's own server (it lives as long as this process); a configured one keeps them.
             with prefect_server(started=server, heartbeats=False):
                 try:
                     return plan.in_order(plan.finished + batch.run(plan.todo, on_result))
