@@ -133,8 +133,18 @@ class Archived:
         return PreviousRef(version=self.number, path=f"{version_dir(self.number)}/{name}", sha256=sha256)
 
 
-def archive_current(asset_dir: Path) -> tuple[int, Archived | None]:
-    """Archive the current outputs of `asset_dir`; the next version's number and what was archived (None: nothing)."""
+def archive_current(
+    asset_dir: Path, publishing: list[str] = (), recipe_sha256: str = "", sources: set[str] = frozenset()
+) -> tuple[int, Archived | None]:  # fmt: skip
+    """Archive the current outputs of `asset_dir`; the next version's number and what was archived (None: nothing).
+
+    `publishing` are the outputs about to be delivered, from `recipe_sha256` and the
+    input(s) `sources`. Where they complete the current version (another group of
+    the same run, or a run that resumes one cut short after its first group: the
+    newest outputs there are from this recipe and input, and none of them is being
+    replaced), nothing is archived: they join it, and their previous version is the
+    one archived when it began.
+    """
     root = asset_dir / VERSIONS_DIR
     for stale in root.glob(f"{_GATHERING}*"):  # a gathering cut short by a crash (we hold the asset's lock)
         shutil.rmtree(stale, ignore_errors=True)
@@ -143,6 +153,11 @@ def archive_current(asset_dir: Path) -> tuple[int, Archived | None]:
     if not current:
         return max(kept, default=0) + 1, None
     number = max(_number(current), 1)
+    if recipe_sha256 and _completes(current, number, set(publishing), recipe_sha256, sources):
+        before = max((n for n in kept if n < number), default=None)
+        if before is None:
+            return number, None
+        return number, Archived(before, {name: m.output.sha256 for name, m in read_set(root / f"v{before:03d}").items()})
     target = root / f"v{number:03d}"
     if not target.exists():  # else archived already, by a run that crashed before it published
         gathering = root / f"{_GATHERING}v{number:03d}.{uuid.uuid4().hex[:8]}"
@@ -155,6 +170,17 @@ def archive_current(asset_dir: Path) -> tuple[int, Archived | None]:
         os.rename(gathering, target)
     following = max([number, *kept]) + 1
     return following, Archived(number, {name: m.output.sha256 for name, m in current.items()})
+
+
+def _completes(current: dict[str, Manifest], number: int, publishing: set[str], recipe_sha256: str, sources: set[str]) -> bool:
+    """True when outputs `publishing` are the rest of version `number`, which is current, begun by the same recipe and input."""
+    newest = {name: m for name, m in current.items() if m.version == number}
+    if not newest or not sources or publishing & set(newest):
+        return False
+    return all(
+        m.recipe_sha256 == recipe_sha256 and {r.sha256 for r in m.inputs if r.role == "source"} == sources
+        for m in newest.values()
+    )  # fmt: skip
 
 
 def prune(asset_dir: Path, keep: int) -> list[int]:

@@ -117,3 +117,97 @@ def test_variable_frame_rate_footage_keeps_its_frame_times_and_subtitles_stay_on
     cue = pysubs2.load(str(folder / "subtitles.srt"))[0]
     assert cue.start / 1000 >= first_word - 1e-3  # never shown before its speech
     assert cue.start / 1000 - first_word < 0.1
+
+
+def _manifest(path: Path) -> dict:
+    return json.loads(path.with_name(path.name + ".provenance.json").read_text())
+
+
+def test_the_transcript_and_subtitles_go_out_before_the_picture_is_rendered(footage_run):
+    """Two output groups, each whole: the words are signed and in place before the picture's first step starts."""
+    _, out, _, result = footage_run
+    folder = folder_of(out, "interview")
+    words = [_manifest(folder / n) for n in ("transcript.json", "subtitles.srt", "subtitles.vtt", "subtitles.ttml")]
+    video = _manifest(folder / "video.mp4")
+    first_picture_step = video["steps"][0]
+    assert first_picture_step["name"] == "denoise"
+    assert max(m["created_at"] for m in words) <= first_picture_step["started_at"] < video["created_at"]
+    assert {m["version"] for m in words + [video]} == {1}  # one run, one version
+    row = next(line for line in result.stdout.splitlines() if line.startswith("│ interview.mp4"))
+    times = result.stdout[result.stdout.index(row):].split("└")[0]
+    assert "subtitles at" in times and "picture at" in times, result.stdout
+
+
+def _copy_asset(footage_run, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The interview clip and its delivered outputs, copied to a fresh input folder and output root."""
+    import shutil
+
+    inputs, out, _, _ = footage_run
+    (tmp_path / "in").mkdir()
+    clip = tmp_path / "in" / "interview.mp4"
+    shutil.copy2(inputs / "interview.mp4", clip)
+    asset = tmp_path / "out" / folder_of(out, "interview").name
+    shutil.copytree(folder_of(out, "interview"), asset)
+    return clip, tmp_path / "out", asset
+
+
+def test_a_run_cut_short_after_the_subtitles_makes_only_the_picture_and_keeps_one_version(footage_run, prefect_api, tmp_path):
+    """The state a crash between the groups leaves: the words delivered, no picture. The next run renders the
+    picture alone, joins it to the same version, and transcribes nothing again."""
+    clip, out, asset = _copy_asset(footage_run, tmp_path)
+    for path in (asset / "video.mp4", asset / "video.mp4.provenance.json"):
+        path.unlink()
+    words = {n: (asset / n).read_bytes() + (asset / (n + ".provenance.json")).read_bytes()
+             for n in ("transcript.json", "subtitles.srt", "subtitles.vtt", "subtitles.ttml")}  # fmt: skip
+    result = run_cli("run", str(clip), "--out", str(out), api_url=prefect_api, env={"COLUMNS": "200"})
+    assert result.returncode == 0 and "1 done" in result.stdout, result.stdout + result.stderr
+    assert "picture at" in result.stdout and "subtitles at" not in result.stdout, result.stdout
+    assert {n: (asset / n).read_bytes() + (asset / (n + ".provenance.json")).read_bytes() for n in words} == words
+    video = _manifest(asset / "video.mp4")
+    assert video["version"] == 1 and video.get("previous") is None
+    assert {i["path"] for i in video["inputs"] if i["role"] == "intermediate"} == {"subtitles.srt"}
+    assert video["ai_disclosure"]["models"] == ["whisper-base"]  # the delivered subtitles' model, from their manifest
+    assert not (asset / ".versions").exists()
+    with av.open(str(asset / "video.mp4")) as c:
+        assert [s.type for s in c.streams if s.type == "subtitle"] == ["subtitle"]
+    assert run_cli("verify", str(asset), api_url=None).returncode == 0
+
+
+def test_a_recipe_change_delivers_both_groups_as_one_new_version(footage_run, prefect_api, tmp_path):
+    """Delivered a group at a time, the outputs still make one version: the old set is archived once, whole."""
+    clip, out, asset = _copy_asset(footage_run, tmp_path)
+    old = {n: _manifest(asset / n)["output"]["sha256"] for n in ("video.mp4", "subtitles.srt", "transcript.json")}
+    result = run_cli("run", str(clip), "--out", str(out), "--set", "video.subtitles.max_chars_per_line=30",
+                     api_url=prefect_api, env={"COLUMNS": "200"})  # fmt: skip
+    assert result.returncode == 0 and "1 done" in result.stdout, result.stdout + result.stderr
+    assert sorted(p.name for p in (asset / ".versions").iterdir()) == ["v001"]
+    for name, sha in old.items():
+        now = _manifest(asset / name)
+        assert now["version"] == 2
+        assert now["previous"] == {"version": 1, "path": f".versions/v001/{name}", "sha256": sha}
+        assert _manifest(asset / ".versions" / "v001" / name)["version"] == 1
+    checked = run_cli("verify", str(asset), api_url=None)
+    assert checked.returncode == 0 and "v2 <- v1" in checked.stdout, checked.stdout
+
+
+def test_subtitles_a_reviewer_must_see_hold_the_picture_with_them_and_approval_delivers_both(footage_run, prefect_api, tmp_path):
+    """The words group held for review is not delivered early: the picture, which carries them as soft
+    tracks, is made and held with it, and one approval delivers the whole as one version."""
+    inputs, _, _, _ = footage_run
+    (tmp_path / "in").mkdir()
+    clip = tmp_path / "in" / "interview.mp4"
+    clip.write_bytes((inputs / "interview.mp4").read_bytes())
+    out = tmp_path / "out"
+    ran = run_cli("run", str(clip), "--out", str(out), '--set=video.transcribe.forbidden=["superlative"]',
+                  api_url=prefect_api, env={"COLUMNS": "200"})  # fmt: skip
+    assert ran.returncode == 0 and "1 awaiting review" in ran.stdout, ran.stdout + ran.stderr
+    held = next((out / ".review").glob("interview-*"))
+    assert {"transcript.json", "subtitles.srt", "video.mp4"} <= {p.name for p in held.iterdir()}
+    assert not (out / held.name).exists()  # nothing of it delivered before the decision
+    approved = run_cli("review", "approve", "interview.mp4", "--by", "Ana Editor", "--out", str(out), api_url=prefect_api)
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    delivered = out / held.name
+    for name in ("transcript.json", "subtitles.srt", "video.mp4"):
+        m = _manifest(delivered / name)
+        assert m["version"] == 1 and m["review"]["by"] == "Ana Editor"
+    assert run_cli("verify", str(delivered), api_url=None).returncode == 0

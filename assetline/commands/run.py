@@ -179,7 +179,8 @@ def print_results(results: list[AssetResult]) -> None:
         else:  # the outputs, then any note (e.g. a clip without sound: transcription skipped)
             where = "\n".join([str(Path(r.out_dir) / name) for name in r.outputs] + ([r.message] if r.message else []))
         status = shown.get(r.status, r.status)
-        table.add_row(Path(r.source).name, f"[{style.get(r.status, 'white')}]{status}[/]", where, f"{r.seconds:.1f}s")
+        took = "\n".join([f"{r.seconds:.1f}s", *(f"{g} at {t:.1f}s" for g, t in r.groups.items())])  # each group as it went out
+        table.add_row(Path(r.source).name, f"[{style.get(r.status, 'white')}]{status}[/]", where, took)
     out.print(table)
     counts = {s: sum(r.status == s for r in results) for s in style}
     held = f", {counts['review']} awaiting review" if counts["review"] else ""

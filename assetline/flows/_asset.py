@@ -7,6 +7,7 @@ does the rest the same way for every kind of asset.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class AssetResult:
     outputs: list[str] = field(default_factory=list)
     message: str = ""
     seconds: float = 0.0
+    groups: dict[str, float] = field(default_factory=dict)  # output group -> seconds until delivered (or held)
 
     @classmethod
     def done(cls, asset: Asset, out_dir: Path, outputs: list[Path], message: str = "") -> AssetResult:
@@ -47,6 +49,10 @@ class AssetResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def group_times(self) -> str:
+        """When each output group went out (or was held), after the asset's steps began: "subtitles at 4.1s · picture at 30.2s"."""
+        return " · ".join(f"{name} at {seconds:.1f}s" for name, seconds in self.groups.items())
 
 
 @dataclass
@@ -77,6 +83,23 @@ def intermediate_ref(path: Path) -> InputRef:
     return InputRef(path=path.name, sha256=sha256_file(path), role="intermediate", bytes=path.stat().st_size)
 
 
+@dataclass
+class OutputGroup:
+    """Outputs delivered together, whole, as soon as they are made: a footage run's transcript and
+    subtitles are one group and go out before its picture, the other, is rendered.
+
+    `make(stage, earlier)` stages the group's outputs; `earlier` holds the outputs
+    of the groups before it, by name: delivered ones where they now are (with the
+    inputs and steps their manifests record), held ones still in the staging folder.
+    `extra` are outputs it may also make (a translation), never expected.
+    """
+
+    name: str
+    wanted: list[str]
+    make: Callable[[Path, dict[str, Made]], list[Made]]
+    extra: tuple[str, ...] = ()
+
+
 def produce(
     asset: Asset,
     out_root: Path,
@@ -86,24 +109,37 @@ def produce(
     make: Callable[[Path], list[Made]],
     note: str = "",
 ) -> AssetResult:
-    """Run `make` in a staging folder and publish what it made, unless the outputs are up to date.
+    """Run `make` in a staging folder and publish what it made, unless the outputs are up to date: one group."""
+    return produce_groups(asset, out_root, recipe, [OutputGroup("outputs", wanted, lambda stage, _: make(stage))], every_output, note)
 
-    `wanted` are the outputs this recipe makes; outputs in `every_output` that
-    it no longer makes are removed after a successful run. The recipe is the
-    run's own, carried here: its hash for the kind names the outputs' recipe,
-    its provenance section goes into their signed manifests.
+
+def produce_groups(
+    asset: Asset, out_root: Path, recipe: Recipe, groups: list[OutputGroup], every_output: set[str], note: str = ""
+) -> AssetResult:
+    """Make each group in a staging folder and publish it whole, in turn, unless the outputs are up to date.
+
+    A group whose outputs are up to date (from this input and recipe) is not
+    made again: a run cut short after its first group makes only the rest.
+    Outputs in `every_output` that the recipe no longer makes are removed once
+    every group is delivered. The recipe is the run's own, carried here: its
+    hash for the kind names the outputs' recipe, its provenance section goes
+    into their signed manifests. The groups of one run make one version
+    (`versions.archive_current`).
 
     The recipe's review policy (`review.policy.review_reasons`) decides what
-    follows `make`: delivery now, or the outputs held whole in
-    `OUT/.review/<asset>/` (result status "review") until a person decides.
-    A held asset is not made again while it waits; one a reviewer rejected
-    is not offered again for the same input and recipe (status "rejected").
+    follows each group: delivery now, or the group held (result status
+    "review") with every group after it, whole, in `OUT/.review/<asset>/`
+    until a person decides. A held asset is not made again while it waits;
+    one a reviewer rejected is not offered again for the same input and
+    recipe (status "rejected"). `result.groups` says when each group was
+    delivered or held, in seconds from the start here.
     """
     from assetline.review import held as review_queue
     from assetline.review.policy import review_reasons
 
     recipe_sha256 = recipe.section_sha256(asset.kind)
     final_dir = out_root / asset.folder_name
+    wanted = [name for g in groups for name in g.wanted]
 
     def already() -> AssetResult | None:
         if is_up_to_date(asset, out_root, wanted, recipe_sha256):
@@ -112,33 +148,81 @@ def produce(
 
     if (found := already()) is not None:
         return found
+    start = time.perf_counter()
+    times: dict[str, float] = {}
     with asset_lock(out_root, asset.folder_name):  # another run on the same content waits, then skips
         if (found := already()) is not None:
             return found
         remove_stale_temporaries(final_dir)  # a write cut short by a killed process
+        delivered: dict[str, Made] = {}  # outputs of earlier groups, where they are now
+        held: list[Made] = []  # outputs waiting for a person, with the groups after them
         with staging_folder(out_root, asset.folder_name) as stage:
             try:
-                made = make(stage)
-                reasons = review_reasons(asset.kind, made, recipe) if made else []
-                if reasons:
+                for group in groups:
+                    if not group.wanted:
+                        continue
+                    if len(groups) > 1 and not held and is_up_to_date(asset, out_root, group.wanted, recipe_sha256):
+                        delivered |= _delivered(final_dir, [*group.wanted, *group.extra], recipe_sha256, asset.sha256)
+                        continue
+                    made = group.make(stage, delivered | {m.output.name: m for m in held})
+                    reasons = review_reasons(asset.kind, held + made, recipe) if made else []
+                    times[group.name] = round(time.perf_counter() - start, 2)
+                    if reasons:
+                        held += made
+                        continue
+                    outputs = publish_outputs(made, final_dir, recipe_sha256, recipe.provenance.training_mining,
+                                              keep_versions=recipe.versions.keep)  # fmt: skip
+                    delivered |= {p.name: Made(p, m.inputs, m.steps) for p, m in zip(outputs, made)}
+                    if len(groups) > 1:
+                        _say_delivered(asset, group, outputs, times[group.name])
+                if held:
+                    reasons = review_reasons(asset.kind, held, recipe)
                     waiting = review_queue.HeldAsset(
                         source=str(asset.path), sha256=asset.sha256, kind=asset.kind, folder=asset.folder_name,
                         recipe_sha256=recipe_sha256, training_mining=recipe.provenance.training_mining,
-                        outputs=[review_queue.HeldOutput(name=m.output.name, inputs=m.inputs, steps=m.steps) for m in made],
-                        every_output=sorted(every_output), reasons=reasons, run=current_run(),
+                        outputs=[review_queue.HeldOutput(name=m.output.name, inputs=m.inputs, steps=m.steps) for m in held],
+                        every_output=sorted(every_output - set(delivered)), reasons=reasons, run=current_run(),
                         keep_versions=recipe.versions.keep,
                     )  # fmt: skip
-                    held_dir = review_queue.hold(made, out_root, asset.folder_name, waiting)
-                    return AssetResult.held(asset, held_dir, [m.output.name for m in made], reasons)
-                outputs = publish_outputs(made, final_dir, recipe_sha256, recipe.provenance.training_mining,
-                                          keep_versions=recipe.versions.keep)  # fmt: skip
+                    held_dir = review_queue.hold(held, out_root, asset.folder_name, waiting)
+                    result = AssetResult.held(asset, held_dir, [m.output.name for m in held], reasons)
+                    result.groups = times
+                    return result
             except (OSError, AssetlineError) as exc:  # a full disk, an unwritable folder: named as the user sees it
                 stated = restate_staged_error(exc, stage, final_dir)
                 if stated is None:
                     raise
                 raise stated from exc
-        remove_stale(final_dir, every_output - {p.name for p in outputs})
-    return AssetResult.done(asset, final_dir, outputs, note)
+        remove_stale(final_dir, every_output - set(delivered))
+    result = AssetResult.done(asset, final_dir, [m.output for m in delivered.values()], note)
+    result.groups = times if len(groups) > 1 else {}
+    return result
+
+
+def _delivered(final_dir: Path, names: list[str], recipe_sha256: str, source_sha256: str) -> dict[str, Made]:
+    """An up-to-date group's outputs in `final_dir`, with the inputs and steps their manifests record."""
+    from assetline import versions
+
+    found = versions.read_set(final_dir)
+    return {
+        name: Made(final_dir / name, list(m.inputs), list(m.steps))
+        for name in names
+        if (m := found.get(name)) is not None and m.recipe_sha256 == recipe_sha256
+        and any(ref.role == "source" and ref.sha256 == source_sha256 for ref in m.inputs)
+    }  # fmt: skip
+
+
+def _say_delivered(asset: Asset, group: OutputGroup, outputs: list[Path], seconds: float) -> None:
+    """A group delivered before the rest: said in the run's log, which the Prefect UI shows."""
+    import logging
+
+    try:
+        from prefect import get_run_logger
+
+        logger = get_run_logger()
+    except Exception:  # outside a run
+        logger = logging.getLogger(__name__)
+    logger.info("%s: %s delivered after %.1f s (%s)", asset.path.name, group.name, seconds, ", ".join(p.name for p in outputs))
 
 
 def awaiting_or_rejected(asset: Asset, out_root: Path, recipe_sha256: str) -> AssetResult | None:
@@ -188,7 +272,8 @@ def publish_outputs(
     run = run or current_run()
     # A worker signs with the cluster's one key, handed to it; a development CA of its own would be one per machine.
     signer, _ = content_signer(training_mining, create=not in_work_pool_run())
-    number, replaced = versions.archive_current(final_dir)
+    sources = {ref.sha256 for item in made for ref in item.inputs if ref.role == "source"}
+    number, replaced = versions.archive_current(final_dir, [item.output.name for item in made], recipe_sha256, sources)
     files, stores, sidecars = [], [], []
     signed: dict[str, InputRef] = {}  # outputs of this run, as they are once signed
     for item in made:

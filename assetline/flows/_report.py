@@ -172,6 +172,8 @@ def asset_summary(result, source: Path) -> tuple[list[dict], str]:
         f"- source: `{_cell(str(source))}` (sha256 `{result.sha256}`)",
         f"- outputs: `{_cell(str(out_dir))}`",
     ]
+    if result.groups:  # delivered a group at a time: the words before the picture
+        lines.append(f"- delivered: {_cell(result.group_times())}")
     if result.message:
         lines.append(f"- note: {_cell(result.message)}")
     disclosure = next((m.get("ai_disclosure") for m in manifests.values() if m.get("ai_disclosure")), None)
@@ -258,7 +260,7 @@ def report_batch(results: list, key: str = "batch-inbox") -> None:
 
     rows = [
         {"asset": Path(r.source).name, "state": r.status, "kind": r.kind or "", "seconds": round(r.seconds, 1),
-         "outputs": r.out_dir or "", "message": r.message}  # fmt: skip
+         "groups": r.group_times(), "outputs": r.out_dir or "", "message": r.message}  # fmt: skip
         for r in results
     ]
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}

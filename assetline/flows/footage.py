@@ -1,16 +1,19 @@
 """The footage flow: a clip arrives; it is cleaned, upscaled, transcribed, subtitled and packaged.
 
 Trigger: `assetline run`, the inbox watcher, or the Prefect UI, with the path
-of one video file. Steps, in order:
-  render_video        denoise + upscale + H.264 encode, one streaming pass
-  matte               with video.matte: matte.mov / matte.mask.mp4 from the rendered picture
-  normalize_loudness  EBU R128 two-pass loudnorm of the soundtrack
-  transcribe          faster-whisper on the soundtrack: the language detected, and an
-                      English translation when the speech is not English
-  subtitles           broadcast-rule cues, in the footage's own frame rate and snapped to
-                      its shot changes: SRT, WebVTT and TTML per language
-  package             video.mp4: picture, normalised audio, one soft subtitle track per
-                      language (ISO 639-2 tagged); video.burned.mp4 when burn-in is on
+of one video file. Its outputs go out in two groups, each whole, the words first
+(`footage_groups`):
+  subtitles group
+    normalize_loudness  EBU R128 two-pass loudnorm of the soundtrack (made once, for both groups)
+    transcribe          faster-whisper on the soundtrack: the language detected, and an
+                        English translation when the speech is not English
+    subtitles           broadcast-rule cues, in the footage's own frame rate and snapped to
+                        its shot changes: SRT, WebVTT and TTML per language
+  picture group
+    render_video        denoise + upscale + H.264 encode, one streaming pass
+    matte               with video.matte: matte.mov / matte.mask.mp4 from the rendered picture
+    package             video.mp4: picture, normalised audio, one soft subtitle track per
+                        language (ISO 639-2 tagged); video.burned.mp4 when burn-in is on
 A clip without sound is still processed: transcription is skipped, and the
 table and the manifest say so. Produces, under `OUT/<stem>-<sha8>/`:
 video.mp4, transcript.json, subtitles.srt, .vtt, .ttml (subtitles.en.* for
@@ -27,9 +30,10 @@ from pathlib import Path
 from assetline.assets import Asset
 from assetline.config import Recipe
 from assetline.errors import BadInputError
-from assetline.flows._asset import AssetResult, Made, intermediate_ref, produce, source_ref
+from assetline.flows._asset import AssetResult, Made, OutputGroup, intermediate_ref, produce_groups, source_ref
 from assetline.media import probe
 from assetline.orchestration import configured
+from assetline.provenance import StepRecord
 
 VIDEO, BURNED = "video.mp4", "video.burned.mp4"
 MATTES = ("matte.mov", "matte.mask.mp4")  # video.matte's outputs, lined up with video.mp4
@@ -39,21 +43,32 @@ TRANSLATED = ("subtitles.en.srt", "subtitles.en.vtt", "subtitles.en.ttml")
 NO_AUDIO_NOTE = "no audio stream: transcription and subtitles skipped"
 
 
-def footage_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
-    """The files a footage run makes under this recipe (fewer for a clip without sound)."""
+def footage_groups(recipe: Recipe, asset: Asset | None = None) -> list[tuple[str, list[str]]]:
+    """The output groups a footage run delivers, in order, each whole: its words, then its picture.
+
+    The transcript and subtitles need only the soundtrack: they go out as soon as
+    they are made, not after the picture is rendered (a 10-minute 1080p clip
+    renders for half an hour on two cores). A clip without sound, or a recipe
+    without transcription, has the picture group alone.
+    """
     v = recipe.video
     has_audio = asset is None or asset.info is None or asset.info.audio is not None
-    subtitled = has_audio and v.transcribe.enabled and v.subtitles.enabled
-    names = [VIDEO]
+    words: list[str] = []
     if has_audio and v.transcribe.enabled:
-        names.append(TRANSCRIPT)
-    if subtitled:
-        names += [SRT, VTT, TTML]
-        if v.package.burn_in:
-            names.append(BURNED)
+        words.append(TRANSCRIPT)
+        if v.subtitles.enabled:
+            words += [SRT, VTT, TTML]
+    picture = [VIDEO]
+    if words[1:] and v.package.burn_in:
+        picture.append(BURNED)
     if v.matte.enabled:
-        names += list(v.matte.outputs)
-    return names
+        picture += list(v.matte.outputs)
+    return [(group, names) for group, names in (("subtitles", words), ("picture", picture)) if names]
+
+
+def footage_outputs(recipe: Recipe, asset: Asset | None = None) -> list[str]:
+    """The files a footage run makes under this recipe (fewer for a clip without sound)."""
+    return [name for _, names in footage_groups(recipe, asset) for name in names]
 
 
 def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResult:
@@ -71,50 +86,63 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
     if info.video is None:
         raise BadInputError(asset.path, "no video stream")
     has_audio = info.audio is not None
+    cleaned: list[tuple[Path | None, list[StepRecord]]] = []  # the normalised soundtrack, made once for both groups
 
-    def make(stage: Path) -> list[Made]:
+    def soundtrack(stage: Path) -> tuple[Path | None, list[StepRecord]]:
+        if not cleaned:
+            if has_audio and v.loudness.enabled:
+                step = normalize_loudness(asset.reads, stage, v.loudness, info)
+                cleaned.append((stage / step.output, [step]))
+            else:
+                cleaned.append((None, []))
+        return cleaned[0]
+
+    def make_words(stage: Path, earlier: dict[str, Made]) -> list[Made]:
+        source = source_ref(asset)
+        normalized, sound_steps = soundtrack(stage)
+        heard = transcribe(normalized or asset.reads, stage, v.transcribe, info.duration)
+        transcript = stage / heard.output
+        made = [Made(transcript, [source], sound_steps + [heard])]
+        if v.subtitles.enabled:
+            cue_steps = subtitles(transcript, stage, v.subtitles, info.video.fps, v.transcribe.forbidden, _cuts(asset, recipe))
+            for step in cue_steps:
+                made.append(Made(stage / step.output, [source, intermediate_ref(transcript)], sound_steps + [heard, step]))
+        return made
+
+    def make_picture(stage: Path, earlier: dict[str, Made]) -> list[Made]:
         source = source_ref(asset)
         made: list[Made] = []
         picture_steps = render_video(asset.reads, stage, v.denoise, v.upscale, v.encode, v.device)
         picture = stage / picture_steps[-1].output
-        video_steps = list(picture_steps)
         if v.matte.enabled:  # from the rendered picture, whose video stream video.mp4 carries unchanged
             from assetline.tasks.matte import matte
 
             for step in configured(recipe, matte)(picture, stage, v.matte, v.device):
                 made.append(Made(stage / step.output, [source], picture_steps + [step]))
-        normalized, sound_steps = None, []
-        if has_audio and v.loudness.enabled:
-            cleaned = normalize_loudness(asset.reads, stage, v.loudness, info)
-            normalized = stage / cleaned.output
-            sound_steps.append(cleaned)
-        video_steps += sound_steps
-        srt = None
-        tracks: list[SubtitleTrack] = []  # one per language, the spoken one first
-        if has_audio and v.transcribe.enabled:
-            heard = transcribe(normalized or asset.reads, stage, v.transcribe, info.duration)
-            transcript = stage / heard.output
-            made.append(Made(transcript, [source], sound_steps + [heard]))
-            if v.subtitles.enabled:
-                cue_steps = subtitles(transcript, stage, v.subtitles, info.video.fps, v.transcribe.forbidden, _cuts(asset, recipe))
-                for step in cue_steps:
-                    made.append(Made(stage / step.output, [source, intermediate_ref(transcript)], sound_steps + [heard, step]))
-                srt = stage / SRT  # video.mp4 names it as an input; its own manifest names the model
-                tracks = [
-                    SubtitleTrack(stage / step.output, step.parameters["language"])
-                    for step in cue_steps if step.output.endswith(".srt")
-                ]  # fmt: skip
+        normalized, sound_steps = soundtrack(stage)
+        # One soft track per language, the spoken one first: the words group's, delivered or held.
+        tracks = [
+            SubtitleTrack(earlier[name].output, _step(earlier[name], "subtitles").parameters["language"])
+            for name in sorted((n for n in earlier if n.endswith(".srt")), key=lambda n: (n != SRT, n))
+        ]  # fmt: skip
+        heard = _step(earlier[TRANSCRIPT], "transcribe") if tracks else None
         for step in package(picture, stage, normalized, tracks or None, v.package, v.encode):
-            if srt is not None and step.digital_source_type != "digitalCapture":
+            if heard is not None and step.digital_source_type != "digitalCapture":
                 # The subtitle text it carries was written by the speech model: name it for the disclosure.
                 step = step.model_copy(update={"model": heard.model, "parameters": {**step.parameters, "model_role": "wrote the subtitle text"}})
-            inputs = [source] + [intermediate_ref(t.srt) for t in tracks]
-            made.append(Made(stage / step.output, inputs, video_steps + [step]))
+            inputs = [source] + [intermediate_ref(t.srt) for t in tracks]  # its own manifest names the model
+            made.append(Made(stage / step.output, inputs, picture_steps + sound_steps + [step]))
         return made
 
+    makers = {"subtitles": make_words, "picture": make_picture}
+    groups = [OutputGroup(name, names, makers[name], TRANSLATED if name == "subtitles" else ()) for name, names in footage_groups(recipe, asset)]
     every = {VIDEO, BURNED, TRANSCRIPT, SRT, VTT, TTML, *TRANSLATED, *MATTES}
     note = "" if has_audio else NO_AUDIO_NOTE
-    return produce(asset, out_root, recipe, footage_outputs(recipe, asset), every, make, note)
+    return produce_groups(asset, out_root, recipe, groups, every, note)
+
+
+def _step(made: Made, name: str) -> StepRecord:
+    return next(s for s in made.steps if s.name == name)
 
 
 def _cuts(asset: Asset, recipe: Recipe) -> tuple[float, ...]:
