@@ -170,6 +170,11 @@ def test_a_run_cut_short_after_the_subtitles_makes_only_the_picture_and_keeps_on
     assert not (asset / ".versions").exists()
     with av.open(str(asset / "video.mp4")) as c:
         assert [s.type for s in c.streams if s.type == "subtitle"] == ["subtitle"]
+    import c2pa
+
+    with c2pa.Reader(str(asset / "video.mp4")) as reader:  # the delivered subtitles' own manifest rides along
+        (component,) = [i for i in reader.get_active_manifest()["ingredients"] if i["relationship"] == "componentOf"]
+    assert component["title"] == "subtitles.srt" and component["active_manifest"], component
     assert run_cli("verify", str(asset), api_url=None).returncode == 0
 
 

@@ -276,6 +276,7 @@ def publish_outputs(
     number, replaced = versions.archive_current(final_dir, [item.output.name for item in made], recipe_sha256, sources)
     files, stores, sidecars = [], [], []
     signed: dict[str, InputRef] = {}  # outputs of this run, as they are once signed
+    _link_delivered(made, final_dir)
     for item in made:
         inputs = [signed.get(ref.path, ref) if ref.role == "intermediate" else ref for ref in item.inputs]
         previous = replaced.previous_of(item.output.name) if replaced else None
@@ -289,6 +290,37 @@ def publish_outputs(
     moved = publish(files + stores + sidecars, final_dir)
     versions.prune(final_dir, keep_versions)
     return moved[: len(files)]
+
+
+def _link_delivered(made: list[Made], final_dir: Path) -> None:
+    """Link into the staging folder each intermediate an output names that is already in `final_dir`.
+
+    An intermediate is named by its file name, in the output's own folder. One an
+    earlier group delivered (subtitles.srt, muxed into video.mp4) is in
+    `final_dir`, not beside the staged output: linked in with its C2PA store, the
+    output's manifest carries the intermediate's as its ingredient's. Only the
+    bytes the reference names are linked; the links go with the staging folder.
+    """
+    import os
+    import shutil
+
+    from assetline.provenance.credentials import c2pa_sidecar_for
+
+    staged = {item.output.name for item in made}
+    for item in made:
+        stage = item.output.parent
+        for ref in item.inputs:
+            there = final_dir / ref.path
+            if ref.role != "intermediate" or ref.path in staged or (stage / ref.path).exists() or not there.is_file():
+                continue
+            if sha256_file(there) != ref.sha256:
+                continue
+            for found in (there, c2pa_sidecar_for(there)):
+                if found.is_file() and not (stage / found.name).exists():
+                    try:
+                        os.link(found, stage / found.name)
+                    except OSError:  # a filesystem without hard links
+                        shutil.copy2(found, stage / found.name)
 
 
 def remove_stale(final_dir: Path, names: set[str]) -> None:
