@@ -61,8 +61,8 @@ test-deps:
 
 # Each benchmark writes benchmarks/results/<name>.md + .json; report.py assembles benchmarks/RESULTS.md.
 # A failing benchmark does not stop the others; the report is written either way and make fails after it.
-# About 75 minutes on 2 cores (bench_faults alone about 40); run it on a quiet machine. Any one: .venv/bin/python benchmarks/bench_<name>.py
-BENCHES := bench_image bench_demo bench_transcribe bench_serve bench_signing bench_load bench_faults bench_matte bench_scale
+# About 100 minutes on 2 cores (bench_faults about 40, bench_footage about 25); run it on a quiet machine. Any one: .venv/bin/python benchmarks/bench_<name>.py
+BENCHES := bench_image bench_demo bench_transcribe bench_serve bench_signing bench_load bench_faults bench_matte bench_scale bench_footage
 
 bench: install
 	@failed=; for b in $(BENCHES); do \
