@@ -8,7 +8,7 @@ of one video file. Its outputs go out in two groups, each whole, the words first
     transcribe          faster-whisper on the soundtrack: the language detected, and an
                         English translation when the speech is not English
     subtitles           broadcast-rule cues, in the footage's own frame rate and snapped to
-                        its shot changes: SRT, WebVTT and TTML per language
+                        its shot changes (found beside the first two): SRT, WebVTT and TTML per language
   picture group
     render_video        denoise + upscale + H.264 encode, one streaming pass
     matte               with video.matte: matte.mov / matte.mask.mp4 from the rendered picture
@@ -98,13 +98,20 @@ def run_footage_steps(asset: Asset, out_root: Path, recipe: Recipe) -> AssetResu
         return cleaned[0]
 
     def make_words(stage: Path, earlier: dict[str, Made]) -> list[Made]:
+        from concurrent.futures import ThreadPoolExecutor
+
         source = source_ref(asset)
-        normalized, sound_steps = soundtrack(stage)
-        heard = transcribe(normalized or asset.reads, stage, v.transcribe, info.duration)
+        # The shot changes come from the picture, the words from the sound: one decode beside the
+        # other (loudnorm keeps one core busy, the scene scoring the other), not after it.
+        with ThreadPoolExecutor(1, thread_name_prefix="shot-changes") as pool:
+            cuts = pool.submit(_cuts, asset, recipe) if v.subtitles.enabled else None
+            normalized, sound_steps = soundtrack(stage)
+            heard = transcribe(normalized or asset.reads, stage, v.transcribe, info.duration)
+            found = cuts.result() if cuts is not None else ()
         transcript = stage / heard.output
         made = [Made(transcript, [source], sound_steps + [heard])]
         if v.subtitles.enabled:
-            cue_steps = subtitles(transcript, stage, v.subtitles, info.video.fps, v.transcribe.forbidden, _cuts(asset, recipe))
+            cue_steps = subtitles(transcript, stage, v.subtitles, info.video.fps, v.transcribe.forbidden, found)
             for step in cue_steps:
                 made.append(Made(stage / step.output, [source, intermediate_ref(transcript)], sound_steps + [heard, step]))
         return made
